@@ -1,0 +1,53 @@
+"""Face and periocular region masks from 5-point landmarks.
+
+Landmarks are ``[B,5,2]`` float, ``(x, y)`` normalised to ``[0,1]`` by image width and height,
+in the order left eye, right eye, nose tip, left mouth corner, right mouth corner (left/right
+as seen in the image). Sizes are relative to the inter-ocular distance so the regions follow
+the face whatever the resolution.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+#: 5-point template of an aligned, frontal face crop (normalised coordinates); used when an
+#: image has no stored landmarks.
+CANONICAL_LANDMARKS = torch.tensor(
+    [[0.35, 0.42], [0.65, 0.42], [0.50, 0.58], [0.39, 0.72], [0.61, 0.72]]
+)
+
+
+def _grid(size: tuple[int, int], device) -> tuple[Tensor, Tensor]:
+    h, w = size
+    ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h
+    xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w
+    return ys.view(1, h, 1), xs.view(1, 1, w)
+
+
+def _iod(landmarks: Tensor) -> Tensor:
+    return (landmarks[:, 1] - landmarks[:, 0]).norm(dim=-1).clamp_min(1e-3)
+
+
+def periocular_mask(landmarks: Tensor, size: tuple[int, int]) -> Tensor:
+    """``[B,1,H,W]`` {0,1} mask of both eyes, lids and brows (where the eye diseases show)."""
+    ys, xs = _grid(size, landmarks.device)
+    iod = _iod(landmarks).view(-1, 1, 1)
+    mask = torch.zeros(landmarks.shape[0], *size, device=landmarks.device)
+    for eye in (0, 1):
+        cx = landmarks[:, eye, 0].view(-1, 1, 1)
+        # centre a little above the pupil: the brow and upper lid carry most signs
+        cy = landmarks[:, eye, 1].view(-1, 1, 1) - 0.08 * iod
+        inside = ((xs - cx) / (0.48 * iod)) ** 2 + ((ys - cy) / (0.40 * iod)) ** 2 <= 1.0
+        mask = torch.maximum(mask, inside.float())
+    return mask.unsqueeze(1)
+
+
+def face_mask(landmarks: Tensor, size: tuple[int, int]) -> Tensor:
+    """``[B,1,H,W]`` {0,1} mask of the whole head: face, forehead and hair."""
+    ys, xs = _grid(size, landmarks.device)
+    iod = _iod(landmarks).view(-1, 1, 1)
+    centre = landmarks.mean(dim=1)
+    cx = centre[:, 0].view(-1, 1, 1)
+    cy = centre[:, 1].view(-1, 1, 1) - 0.35 * iod
+    inside = ((xs - cx) / (1.45 * iod)) ** 2 + ((ys - cy) / (1.95 * iod)) ** 2 <= 1.0
+    return inside.float().unsqueeze(1)
