@@ -1,0 +1,63 @@
+"""Disease classifier evaluator: does a de-identified face still show its diagnosis?"""
+from __future__ import annotations
+
+import lightning as L
+import timm
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from benchmark.evaluators.common import normalise, random_shift
+
+
+class DiseaseClassifier(L.LightningModule):
+    """A timm backbone (``pretrained=False``) with a coarse-disease head (softmax) and a
+    fine-grained sign head (multi-label, sigmoid), trained on clean training images only."""
+
+    def __init__(self, num_classes: int, num_signs: int, backbone: str = "resnet10t",
+                 lr: float = 3e-3, max_shift: int = 3) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0)
+        features = self.backbone.num_features
+        self.coarse_head = nn.Linear(features, num_classes)
+        self.sign_head = nn.Linear(features, max(num_signs, 1))
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Returns ``(coarse logits [B,C], sign logits [B,S])``."""
+        features = self.backbone(normalise(images))
+        return self.coarse_head(features), self.sign_head(features)[:, : self.hparams.num_signs]
+
+    def _loss(self, batch, augment: bool) -> tuple[Tensor, Tensor]:
+        images = batch["image"]
+        if augment:
+            images = random_shift(images, self.hparams.max_shift)
+        logits, sign_logits = self(images)
+        loss = F.cross_entropy(logits, batch["label"])
+        if self.hparams.num_signs:
+            loss = loss + F.binary_cross_entropy_with_logits(sign_logits, batch["signs"].float())
+        return loss, (logits.argmax(1) == batch["label"]).float().mean()
+
+    def training_step(self, batch, batch_idx):
+        loss, acc = self._loss(batch, augment=True)
+        self.log_dict({"train_loss": loss, "train_acc": acc}, prog_bar=True, on_epoch=True,
+                      on_step=False, batch_size=len(batch["label"]))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss, acc = self._loss(batch, augment=False)
+        self.log_dict({"val_loss": loss, "val_acc": acc}, prog_bar=True,
+                      batch_size=len(batch["label"]))
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=1e-4)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=self.hparams.lr, total_steps=self.trainer.estimated_stepping_batches
+        )
+        return [optimizer], [{"scheduler": schedule, "interval": "step"}]
+
+    @torch.no_grad()
+    def predict(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """``(class probabilities [B,C], sign probabilities [B,S])`` in eval mode."""
+        logits, sign_logits = self(images)
+        return logits.softmax(1), sign_logits.sigmoid()

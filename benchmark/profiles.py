@@ -1,0 +1,130 @@
+"""Evaluator and run settings per profile (DESIGN.md §4, §6).
+
+``quick`` runs on a 2-core CPU in minutes (64 px, small nets, few epochs); ``full`` is sized for a
+GPU; ``toy`` trains in seconds and exists for the test-suite. Evaluator seeds and backbones are
+deliberately different from anything a method trains, so a method cannot overfit "its own"
+recogniser or classifier.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+#: bump when evaluator code changes what a cached checkpoint means
+EVALUATOR_CODE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Disease classifier: timm backbone, coarse-label head and multi-label sign head."""
+
+    backbone: str = "resnet10t"
+    epochs: int = 12
+    lr: float = 3e-3
+    seed: int = 9173
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """Lesion segmenter: segmentation-models-pytorch U-Net on the MeMa-Seg rows."""
+
+    encoder: str = "resnet18"
+    encoder_depth: int = 4
+    decoder_channels: tuple[int, ...] = (128, 64, 32, 16)
+    epochs: int = 20
+    lr: float = 3e-3
+    seed: int = 5231
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    """Learned identity recogniser: embedding network trained with a CosFace margin loss."""
+
+    backbone: str = "resnet18d"
+    embedding_dim: int = 128
+    margin: float = 0.25
+    scale: float = 24.0
+    epochs: int = 15
+    lr: float = 3e-3
+    seed: int = 7717
+
+
+@dataclass(frozen=True)
+class EvaluatorConfig:
+    image_size: int = 64
+    batch_size: int = 64
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+
+    def digest(self) -> str:
+        """Short hash naming the evaluator cache folder."""
+        payload = json.dumps({"version": EVALUATOR_CODE_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    #: profile name handed to methods (they only know "quick" and "full")
+    method_profile: str
+    image_size: int
+    batch_size: int
+    evaluators: EvaluatorConfig
+    bootstrap_resamples: int = 1000
+    #: images shown in the qualitative grid
+    grid_images: int = 8
+
+
+PROFILES: dict[str, Profile] = {
+    "toy": Profile(
+        name="toy",
+        method_profile="quick",
+        image_size=32,
+        batch_size=32,
+        bootstrap_resamples=200,
+        evaluators=EvaluatorConfig(
+            image_size=32,
+            batch_size=32,
+            classifier=ClassifierConfig(backbone="resnet10t", epochs=1),
+            segmenter=SegmenterConfig(
+                encoder="resnet18", encoder_depth=3, decoder_channels=(32, 16, 8), epochs=1
+            ),
+            identity=IdentityConfig(backbone="resnet10t", embedding_dim=32, epochs=1),
+        ),
+    ),
+    "quick": Profile(
+        name="quick",
+        method_profile="quick",
+        image_size=64,
+        batch_size=64,
+        evaluators=EvaluatorConfig(image_size=64, batch_size=64),
+    ),
+    "full": Profile(
+        name="full",
+        method_profile="full",
+        image_size=128,
+        batch_size=128,
+        evaluators=EvaluatorConfig(
+            image_size=128,
+            batch_size=128,
+            classifier=ClassifierConfig(backbone="resnet26d", epochs=40, lr=1e-3),
+            segmenter=SegmenterConfig(
+                encoder="resnet34", encoder_depth=5,
+                decoder_channels=(256, 128, 64, 32, 16), epochs=60, lr=1e-3,
+            ),
+            identity=IdentityConfig(
+                backbone="resnet50d", embedding_dim=256, epochs=60, lr=1e-3, margin=0.35,
+                scale=30.0,
+            ),
+        ),
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}") from None

@@ -1,0 +1,62 @@
+"""Pictures a person would rather look at than numbers: the qualitative grid and the
+privacy-utility frontier."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never open a window
+import matplotlib.pyplot as plt  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from benchmark.leaderboard import atomic_write  # noqa: E402
+
+
+def _save(fig, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write(Path(path), buffer.getvalue())
+
+
+def save_grid(rows: dict[str, Tensor], path: Path, title: str) -> None:
+    """One row per stage (original, de-identified, recovered, wrong-key recovered), one column
+    per test image."""
+    n = max(len(t) for t in rows.values())
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n, 1.4 * len(rows)), squeeze=False)
+    for r, (label, images) in enumerate(rows.items()):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(images):
+                ax.imshow(images[c].permute(1, 2, 0).clamp(0, 1).numpy())
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    _save(fig, path)
+
+
+def save_frontier(points: list[dict], path: Path, *, leak: str, chance: float | None,
+                  clean_leak: float | None, clean_accuracy: float | None, title: str) -> None:
+    """Privacy-utility frontier: identity leakage (lower is better) against disease accuracy."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for p in points:
+        ax.scatter(p["accuracy"], p[leak], marker="s" if p["reversible"] else "o", zorder=3)
+        ax.annotate(p["method"], (p["accuracy"], p[leak]), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")
+    if chance is not None:
+        ax.axhline(chance, ls="--", c="grey", lw=1, label="chance re-identification")
+    if clean_accuracy is not None:
+        ax.axvline(clean_accuracy, ls=":", c="green", lw=1, label="clean accuracy")
+    if clean_accuracy is not None and clean_leak is not None:
+        ax.scatter(clean_accuracy, clean_leak, marker="*", s=120, c="black", zorder=4,
+                   label="clean (no-op)")
+    ax.set_xlabel("disease accuracy on de-identified images (higher is better)")
+    ax.set_ylabel(f"{leak} (lower is better)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    _save(fig, path)
