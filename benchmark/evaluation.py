@@ -164,7 +164,8 @@ def run_test_pass(method: DeIdMethod, test_loader, evaluators: Evaluators, *,
         "images_per_s": n_total / max(sum(anonymize_s), 1e-9),
         "anonymize_s": sum(anonymize_s),
         "peak_memory_mb": _peak_memory_mb(device),
-        "batch_images_per_s": [n / max(t, 1e-9) for n, t in zip(batch_sizes, anonymize_s)],
+        "batch_sizes": batch_sizes,
+        "batch_seconds": anonymize_s,
     }
     extras = {"dice": dice, "clean_dice": clean_dice,
               "grid": {k: torch.cat(v) for k, v in grid.items()}}
@@ -324,10 +325,11 @@ def compute_scores(out: _Collector, extras: dict, *, classes: list[str], signs: 
         chance.update(fn_chance)
 
     cost = dict(extras["cost"])
-    per_batch = torch.tensor(cost.pop("batch_images_per_s"))
-    ips = Score(cost["images_per_s"], *bootstrap_mean_ci(per_batch, n_resamples=resamples,
-                                                         seed=seed))
-    scores["images_per_s"] = ips
+    sizes = torch.tensor(cost.pop("batch_sizes"), dtype=torch.float64)
+    seconds = torch.tensor(cost.pop("batch_seconds"), dtype=torch.float64).clamp_min(1e-9)
+    # throughput is resampled over batches, the unit anonymize() is timed in
+    scores["images_per_s"] = _statistic_score(
+        lambda i: float(sizes[i].sum() / seconds[i].sum()), len(sizes), resamples, seed)
     return Evaluation(scores, chance, clean,
                       {s: float(v) for s, v in zip(signs, per_sign.tolist())}, cost, n,
                       extras["grid"])

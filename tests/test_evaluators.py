@@ -1,0 +1,149 @@
+"""Evaluators: trained once and cached, retrained on request, FaceNet from a local file;
+and the scoring pieces of the evaluation pass."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from benchmark.evaluation import (
+    draw_keys, enrolment_split, impostor_similarity, reidentification_scores,
+)
+from benchmark.evaluators import (
+    CosFaceHead, DiseaseClassifier, FaceNetRecognizer, IdentityRecognizer, LesionSegmenter,
+    evaluator_dir, load_evaluators,
+)
+from benchmark.profiles import PROFILES, get_profile
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("MEMA_BENCH_CACHE")
+    os.environ["MEMA_BENCH_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("MEMA_BENCH_CACHE")
+    else:
+        os.environ["MEMA_BENCH_CACHE"] = old
+
+
+def _datamodules(root):
+    from data import MeMaDataModule, MeMaSegDataModule
+
+    kwargs = dict(image_size=32, batch_size=16)
+    dm, seg = MeMaDataModule(root, **kwargs), MeMaSegDataModule(root, **kwargs)
+    dm.setup()
+    seg.setup()
+    return dm, seg
+
+
+def test_evaluators_are_cached_and_retrained_on_request(tiny_mema, cache):
+    dm, seg = _datamodules(tiny_mema)
+    config = PROFILES["toy"].evaluators
+    trainer = {"accelerator": "cpu", "enable_progress_bar": False}
+    first = load_evaluators(dm, seg, "fp-test", config, trainer_kwargs=trainer)
+    assert sorted(first.trained) == ["classifier", "identity", "segmenter"]
+    directory = evaluator_dir("fp-test", config)
+    assert directory == cache / "evaluators" / "fp-test" / config.digest()
+    stamps = {p.name: p.stat().st_mtime_ns for p in directory.glob("*.pt")}
+    assert set(stamps) == {"classifier.pt", "identity.pt", "segmenter.pt"}
+
+    second = load_evaluators(dm, seg, "fp-test", config, trainer_kwargs=trainer)
+    assert second.trained == []  # loaded, not retrained
+    assert {p.name: p.stat().st_mtime_ns for p in directory.glob("*.pt")} == stamps
+    images = dm.dataset("test")[0]["image"][None]
+    torch.testing.assert_close(second.identity.embed(images), first.identity.embed(images))
+    torch.testing.assert_close(second.classifier.predict(images)[0],
+                               first.classifier.predict(images)[0])
+
+    third = load_evaluators(dm, seg, "fp-test", config, retrain=True, trainer_kwargs=trainer)
+    assert sorted(third.trained) == ["classifier", "identity", "segmenter"]
+    # another evaluator config is another cache folder
+    assert PROFILES["quick"].evaluators.digest() != config.digest()
+
+
+def test_evaluator_outputs_have_the_documented_shapes():
+    images = torch.rand(4, 3, 32, 32)
+    clf = DiseaseClassifier(5, 3, backbone="resnet10t").eval()
+    probs, signs = clf.predict(images)
+    assert probs.shape == (4, 5) and signs.shape == (4, 3)
+    torch.testing.assert_close(probs.sum(1), torch.ones(4))
+    rec = IdentityRecognizer([3, 7, 9], backbone="resnet10t", embedding_dim=16).eval()
+    emb = rec.embed(images)
+    assert emb.shape == (4, 16)
+    torch.testing.assert_close(emb.norm(dim=1), torch.ones(4))
+    assert rec.class_of_identity[torch.tensor([3, 7, 9])].tolist() == [0, 1, 2]
+    seg = LesionSegmenter("resnet18", 3, (32, 16, 8)).eval()
+    assert seg.predict(images).shape == (4, 1, 32, 32)
+
+
+def test_cosface_subtracts_the_margin_from_the_target_only():
+    head = CosFaceHead(4, 3, scale=10.0, margin=0.3)
+    emb = torch.randn(2, 4)
+    logits = head(emb, torch.tensor([0, 2]))
+    cosine = F.normalize(emb) @ F.normalize(head.weight).t()
+    expected = 10 * (cosine - 0.3 * F.one_hot(torch.tensor([0, 2]), 3))
+    torch.testing.assert_close(logits, expected)
+
+
+def test_facenet_loads_a_local_state_dict(tmp_path):
+    from facenet_pytorch import InceptionResnetV1
+
+    torch.manual_seed(0)
+    weights = tmp_path / "facenet.pt"
+    torch.save(InceptionResnetV1(pretrained=None, classify=False).state_dict(), weights)
+    facenet = FaceNetRecognizer(weights)
+    emb = facenet.embed(torch.rand(2, 3, 64, 64))
+    assert emb.shape == (2, 512)
+    torch.testing.assert_close(emb.norm(dim=1), torch.ones(2))
+
+
+def test_facenet_weights_errors_are_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--facenet-weights: no such file"):
+        FaceNetRecognizer(tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    torch.save({"conv.weight": torch.zeros(1)}, bad)
+    with pytest.raises(ValueError, match="not an InceptionResnetV1 state dict"):
+        FaceNetRecognizer(bad)
+
+
+# -- scoring pieces ---------------------------------------------------------------------------
+def test_enrolment_is_the_first_image_of_each_identity():
+    enrol, probes = enrolment_split(torch.tensor([5, 5, 2, 5, 2, 9]))
+    assert enrol.tolist() == [0, 2, 5] and probes.tolist() == [1, 3, 4]
+
+
+def test_reidentification_protocols_against_a_hand_computed_case():
+    identity = torch.tensor([0, 0, 1, 1])
+    gallery = torch.eye(4)
+    # probes: images 0 and 1 unchanged, image 2 made to look like 0, image 3 like 2
+    probes = torch.stack([gallery[0], gallery[1], gallery[0], gallery[2]])
+    scores, chance = reidentification_scores("reid", gallery, probes, identity, 50, 0)
+    assert scores["reid_top1"].value == pytest.approx(0.5)  # probes 0 and 1 find their source
+    assert chance["reid_top1"] == pytest.approx(0.25) and chance["reid_top1_identity"] == 0.5
+    # identity protocol: enrolment = images 0 and 2; probe 1 is orthogonal to both (a tie:
+    # 1/2), probe 3 looks like image 2, the same person (a hit)
+    assert scores["reid_top1_identity"].value == pytest.approx(0.75)
+    assert scores["reid_top1"].ci_low <= 0.5 <= scores["reid_top1"].ci_high
+
+
+def test_impostor_and_genuine_similarity():
+    emb = torch.tensor([[1.0, 0], [1.0, 0], [0, 1.0]])
+    impostor, genuine = impostor_similarity(emb, torch.tensor([0, 0, 1]))
+    assert impostor == pytest.approx(0.0) and genuine == pytest.approx(1.0)
+
+
+def test_keys_are_reproducible_bits():
+    keys = draw_keys(6, 16, seed=1)
+    assert keys.shape == (6, 16) and set(keys.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(keys, draw_keys(6, 16, seed=1))
+    assert not torch.equal(keys, draw_keys(6, 16, seed=2))
+
+
+def test_profiles_are_known_and_unknown_is_an_error():
+    assert get_profile("quick").image_size == 64
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        get_profile("huge")
