@@ -141,7 +141,7 @@ def test_ksame_output_is_mean_of_k_nearest_faces_of_predicted_class(fitted_ksame
     probe_dm = _FakeMeMa(n=12, seed=5)
     batch = {"image": probe_dm.images, "landmarks": CANONICAL_LANDMARKS.expand(12, 5, 2),
              "index": torch.arange(12)}
-    predicted = method.predict_class(batch["image"])
+    predicted = method.predict_class(batch["image"], batch["landmarks"])
     assert (predicted == probe_dm.labels).float().mean() >= 0.9  # the class picker learned
     out = method.anonymize(batch, None)
     assert out.shape == batch["image"].shape and out.dtype == torch.float32
