@@ -174,3 +174,21 @@ def test_ksame_unfitted_and_bad_options():
         KSameSelect(k=0)
     with pytest.raises(ValueError, match="region"):
         KSameSelect(region="nose")
+
+
+def test_baselines_on_tiny_mema_with_harness_batches(tiny_mema):
+    """Fit on the real datamodule, then anonymize label-free batches as the harness sends them."""
+    from benchmark.api import METHOD_INPUT_KEYS
+    from data import MeMaDataModule
+
+    dm = MeMaDataModule(tiny_mema, image_size=48, batch_size=8)
+    dm.setup()
+    ksame = KSameSelect(k=3, classifier_epochs=2,
+                        trainer_kwargs={"enable_progress_bar": False, "accelerator": "cpu"})
+    ksame.fit(dm)
+    assert len(ksame.gallery) == len(dm.dataset("train")) and ksame.num_classes == len(dm.classes)
+    batch = next(iter(dm.test_dataloader()))
+    stripped = {key: batch[key] for key in METHOD_INPUT_KEYS}
+    for method in [ksame, *(cls() for cls in CLASSIC)]:
+        out = method.anonymize(stripped, None)
+        assert out.shape == batch["image"].shape and 0 <= out.min() and out.max() <= 1
