@@ -165,7 +165,7 @@ class KSameSelect(DeIdMethod):
     # -- caching ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         self._check_fitted()
-        return {"gallery": self.gallery, "gallery_labels": self.gallery_labels,
+        return {"gallery": self.gallery.cpu(), "gallery_labels": self.gallery_labels.cpu(),
                 "num_classes": self.num_classes,
                 "classifier": {k: v.cpu() for k, v in self.classifier.state_dict().items()}}
 
@@ -175,12 +175,16 @@ class KSameSelect(DeIdMethod):
         self.num_classes = int(state["num_classes"])
         self.classifier = class_picker(self.num_classes)
         self.classifier.load_state_dict(state["classifier"])
-        self.classifier.to(self.device).eval()
+        self.classifier.eval()
+        self.to(self.device)
 
     def to(self, device) -> "KSameSelect":
         super().to(device)
         if self.classifier is not None:
             self.classifier.to(self.device)
+            # the gallery lives where the probes are, so anonymize copies nothing per batch
+            self.gallery = self.gallery.to(self.device)
+            self.gallery_labels = self.gallery_labels.to(self.device)
         return self
 
     def _check_fitted(self) -> None:
