@@ -8,8 +8,9 @@ averages only within the probe's partition, so the average keeps that attribute.
 
 At test time the harness strips every label, so the method predicts the probe's class with a
 small CNN of its own, trained on the same training gallery (train split only). The CNN looks at
-the periocular crop given by the eye landmarks, where the MeMa diseases show: on MeMa-Synth
-that lifts its test accuracy from ~0.2-0.3 (whole 64 px face) to ~0.6-0.7 in a third of the time.
+the periocular crop given by the eye landmarks, where the MeMa diseases show (measured on a
+120-identity MeMa-Synth, 8 classes, 30 epochs: test accuracy 0.71 on the crop against 0.33 on
+the whole 64 px face, in a quarter of the time).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from baselines.classic import REGIONS, region_mask
 from benchmark.api import DeIdMethod
 from data.regions import CANONICAL_LANDMARKS
 
-#: classifier epochs per profile (quick: about a minute on a 2-core CPU for 2000 faces)
+#: classifier epochs per profile
 EPOCHS = {"quick": 20, "full": 60}
 #: size (H, W) of the periocular crop the classifier sees
 CROP = (24, 48)
