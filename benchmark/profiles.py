@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 #: bump when evaluator code changes what a cached checkpoint means
-EVALUATOR_CODE_VERSION = 1
+EVALUATOR_CODE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,8 @@ class ClassifierConfig:
     """Disease classifier: timm backbone, coarse-label head and multi-label sign head."""
 
     backbone: str = "resnet10t"
+    #: stage widths for timm ResNets (None: the architecture's own)
+    channels: tuple[int, ...] | None = None
     epochs: int = 12
     lr: float = 3e-3
     seed: int = 9173
@@ -87,11 +89,11 @@ PROFILES: dict[str, Profile] = {
         evaluators=EvaluatorConfig(
             image_size=32,
             batch_size=32,
-            classifier=ClassifierConfig(backbone="resnet10t", epochs=1),
+            classifier=ClassifierConfig(backbone="resnet18", channels=(8, 16, 32, 64), epochs=1),
             segmenter=SegmenterConfig(
                 encoder="resnet18", encoder_depth=3, decoder_channels=(32, 16, 8), epochs=1
             ),
-            identity=IdentityConfig(backbone="resnet10t", embedding_dim=32, epochs=1),
+            identity=IdentityConfig(backbone="test_resnet", embedding_dim=32, epochs=1),
         ),
     ),
     "quick": Profile(
@@ -99,7 +101,17 @@ PROFILES: dict[str, Profile] = {
         method_profile="quick",
         image_size=64,
         batch_size=64,
-        evaluators=EvaluatorConfig(image_size=64, batch_size=64),
+        evaluators=EvaluatorConfig(
+            image_size=64,
+            batch_size=64,
+            # a half-width ResNet-18: the full one is too slow for a 2-core CPU at 64 px
+            classifier=ClassifierConfig(backbone="resnet18", channels=(32, 64, 128, 256),
+                                        epochs=10),
+            segmenter=SegmenterConfig(
+                encoder="resnet18", encoder_depth=3, decoder_channels=(64, 32, 16), epochs=20
+            ),
+            identity=IdentityConfig(backbone="regnetx_002", embedding_dim=128, epochs=10),
+        ),
     ),
     "full": Profile(
         name="full",

@@ -37,7 +37,14 @@ def installed(tmp_path_factory):
     return target
 
 
+def _forget_plugin_modules(monkeypatch):
+    """Another test may have imported the plugin from the source tree: import it afresh."""
+    for name in [m for m in sys.modules if m.startswith("mema_bench_example_plugin")]:
+        monkeypatch.delitem(sys.modules, name)
+
+
 def test_installed_plugin_is_found_by_entry_point(installed, monkeypatch):
+    _forget_plugin_modules(monkeypatch)
     monkeypatch.syspath_prepend(str(installed))
     infos = {i.name: i for i in list_methods()}
     assert infos["example_scramble"].reversible is True and infos["example_scramble"].error is None
@@ -48,6 +55,7 @@ def test_installed_plugin_is_found_by_entry_point(installed, monkeypatch):
 
 
 def test_plugin_loads_as_module_colon_class(monkeypatch):
+    _forget_plugin_modules(monkeypatch)
     monkeypatch.syspath_prepend(str(EXAMPLE))
     method = load_method("mema_bench_example_plugin.methods:KeyedScramble")
     batch = _batch()
@@ -60,6 +68,7 @@ def test_plugin_loads_as_module_colon_class(monkeypatch):
 
 
 def test_noise_keeps_the_eyes_and_is_reproducible(monkeypatch):
+    _forget_plugin_modules(monkeypatch)
     monkeypatch.syspath_prepend(str(EXAMPLE))
     from data.regions import periocular_mask
 

@@ -70,7 +70,8 @@ def _train_identities(datamodule) -> list[int]:
 def _build(name: str, config: EvaluatorConfig, datamodule):
     if name == "classifier":
         c = config.classifier
-        return DiseaseClassifier(len(datamodule.classes), len(datamodule.signs), c.backbone, c.lr)
+        return DiseaseClassifier(len(datamodule.classes), len(datamodule.signs), c.backbone, c.lr,
+                                 channels=c.channels)
     if name == "identity":
         c = config.identity
         return IdentityRecognizer(_train_identities(datamodule), c.backbone, c.embedding_dim,

@@ -15,17 +15,23 @@ class DiseaseClassifier(L.LightningModule):
     fine-grained sign head (multi-label, sigmoid), trained on clean training images only."""
 
     def __init__(self, num_classes: int, num_signs: int, backbone: str = "resnet10t",
-                 lr: float = 3e-3, max_shift: int = 3) -> None:
+                 lr: float = 3e-3, max_shift: int = 3,
+                 channels: tuple[int, ...] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0)
-        features = self.backbone.num_features
+        options = {"channels": tuple(channels)} if channels else {}
+        self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0,
+                                          global_pool="", **options)
+        # a 2x2 map instead of global pooling keeps left and right apart: laterality is
+        # part of the sign labels
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Dropout(0.2))
+        features = 4 * self.backbone.num_features
         self.coarse_head = nn.Linear(features, num_classes)
         self.sign_head = nn.Linear(features, max(num_signs, 1))
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Returns ``(coarse logits [B,C], sign logits [B,S])``."""
-        features = self.backbone(normalise(images))
+        features = self.pool(self.backbone(normalise(images)))
         return self.coarse_head(features), self.sign_head(features)[:, : self.hparams.num_signs]
 
     def _loss(self, batch, augment: bool) -> tuple[Tensor, Tensor]:
