@@ -1,0 +1,290 @@
+"""``DeIdMethod`` plugins: MedSem-DeID (Tian, Wang, Zhai, "Medical Manifestation-Aware
+De-Identification", AAAI 2025, arXiv 2412.10804) and its no-prior ablation.
+
+``fit`` runs three stages, each through a Lightning ``Trainer`` (``trainer_kwargs`` forwarded)
+and each saved under ``work_dir`` so an interrupted fit resumes and a finished one is reused:
+Enc_med pre-training, the training-time identity network, and DeID training of the keyed
+encryptor/decryptor.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from benchmark.api import DeIdMethod
+
+from .config import MedSemConfig, make_config
+from .lightning_model import DeIdModule, IdentityModule, MedicalSemanticsModule, random_keys
+from .torch_model import IdentityEmbedder, MedicalSemanticsEncoder, MedSemDeIDNet
+
+_BATCH_KEYS = ("image", "label", "signs", "identity", "landmarks")
+#: config fields each pre-trained network depends on (its cache key)
+_ENC_MED_FIELDS = ("med_width", "med_channels", "med_epochs", "pre_lr", "batch_size")
+_ID_NET_FIELDS = ("id_width", "id_dim", "id_epochs", "pre_lr", "batch_size")
+
+
+class InMemoryBatches(torch.utils.data.Dataset):
+    """A split held as tensors (images as uint8), served a whole batch at a time: at 64 px a
+    re-decode of every PNG each epoch would cost more than the small networks themselves."""
+
+    def __init__(self, tensors: dict[str, Tensor]):
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors["image"])
+
+    def __getitems__(self, indices: list[int]) -> dict[str, Tensor]:
+        index = torch.as_tensor(indices)
+        batch = {k: v[index] for k, v in self.tensors.items()}
+        batch["image"] = batch["image"].float() / 255
+        return batch
+
+
+def materialize(loader) -> dict[str, Tensor]:
+    """Read a split once into tensors (images as uint8: the stored images are 8-bit)."""
+    parts: dict[str, list[Tensor]] = {}
+    for batch in loader:
+        for key in _BATCH_KEYS:
+            if key in batch:
+                value = batch[key]
+                if key == "image":
+                    value = (value.clamp(0, 1) * 255).round().to(torch.uint8)
+                parts.setdefault(key, []).append(value)
+    if not parts:
+        raise ValueError("the training dataloader of the datamodule is empty")
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def _loader(tensors: dict[str, Tensor], batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(InMemoryBatches(tensors), batch_size=batch_size, shuffle=shuffle,
+                      drop_last=shuffle and len(tensors["image"]) > batch_size,
+                      generator=generator, collate_fn=lambda batch: batch)
+
+
+def _fingerprint(datamodule) -> str:
+    """The dataset's fingerprint (part of the work_dir key), when the datamodule has a root."""
+    root = getattr(datamodule, "root", None)
+    if root is None:
+        return ""
+    from data import dataset_fingerprint  # the data package, not the harness
+
+    return dataset_fingerprint(root)
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class MedSemDeID(DeIdMethod):
+    """MedSem-DeID: Enc_med-guided, key-reversible de-identification (AAAI 2025).
+
+    Options (keyword, after the contract's ``profile``/``seed``/``work_dir``/``trainer_kwargs``)
+    override single fields of :class:`medsem_deid.config.MedSemConfig`.
+    """
+
+    name = "medsem_deid"
+    description = "MedSem-DeID (AAAI 2025): medical-prior-guided, key-reversible de-identification"
+    reversible = True
+    key_bits = 32
+    #: join Enc_med features and train with the medical-consistency loss
+    use_medical_prior = True
+    #: images per forward pass in anonymize/recover
+    chunk_size = 256
+
+    def __init__(self, *, profile: str = "quick", seed: int = 0, work_dir=None,
+                 trainer_kwargs=None, **options):
+        super().__init__(profile=profile, seed=seed, work_dir=work_dir,
+                         trainer_kwargs=trainer_kwargs)
+        self.cfg: MedSemConfig = make_config(profile, **options)
+        self.key_bits = self.cfg.key_bits
+        self.net: MedSemDeIDNet | None = None
+        self.shapes: dict[str, int] = {}
+
+    def config(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self.cfg), "medical_prior": self.use_medical_prior}
+
+    # -- training --------------------------------------------------------------------------------
+    def _stage_path(self, stage: str, fields: tuple[str, ...], fingerprint: str) -> Path | None:
+        """Where a stage's result lives: ``work_dir/<stage>-<hash of what it depends on>``, so
+        e.g. a new DeID loss weight reuses the trained Enc_med and identity network."""
+        if self.work_dir is None:
+            return None
+        config = self.config()
+        blob = json.dumps({"config": {k: config[k] for k in fields}, "seed": self.seed,
+                           "data": fingerprint}, sort_keys=True)
+        return self.work_dir / f"{stage}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
+
+    def _trainer(self, root: Path, epochs: int, *, resumable: bool = False) -> L.Trainer:
+        callbacks = []
+        if resumable:
+            callbacks.append(L.pytorch.callbacks.ModelCheckpoint(
+                dirpath=root, save_last=True, save_top_k=0, every_n_epochs=1))
+        kwargs = dict(max_epochs=epochs, default_root_dir=root, logger=False,
+                      enable_checkpointing=resumable, callbacks=callbacks,
+                      enable_model_summary=False, deterministic="warn", log_every_n_steps=10)
+        kwargs.update(self.trainer_kwargs)
+        return L.Trainer(**kwargs)
+
+    def _fit_enc_med(self, path: Path, train: dict, val: dict | None) -> MedicalSemanticsEncoder:
+        cfg = self.cfg
+        L.seed_everything(self.seed * 1000 + 1, verbose=False)  # Enc_med's own seed
+        enc_med = MedicalSemanticsEncoder(self.shapes["num_classes"], self.shapes["num_signs"],
+                                          cfg.med_width, cfg.med_channels)
+        if path.exists():
+            enc_med.load_state_dict(torch.load(path, map_location="cpu"))
+            return enc_med
+        module = MedicalSemanticsModule(enc_med, cfg.pre_lr, cfg.med_epochs)
+        val_loader = _loader(val, 256, False, 0) if val else None
+        self._trainer(path.parent, cfg.med_epochs).fit(
+            module, _loader(train, cfg.batch_size, True, self.seed + 1), val_loader)
+        if not self._smoke_run():
+            _save_atomic(enc_med.state_dict(), path)
+        return enc_med
+
+    def _fit_id_net(self, path: Path, train: dict) -> IdentityEmbedder:
+        cfg = self.cfg
+        L.seed_everything(self.seed * 1000 + 2, verbose=False)  # the identity network's own seed
+        id_net = IdentityEmbedder(cfg.id_width, cfg.id_dim)
+        if path.exists():
+            id_net.load_state_dict(torch.load(path, map_location="cpu"))
+            return id_net
+        classes = torch.unique(train["identity"])
+        data = {**train, "identity_class": torch.searchsorted(classes, train["identity"])}
+        module = IdentityModule(id_net, len(classes), cfg.pre_lr, cfg.id_epochs)
+        self._trainer(path.parent, cfg.id_epochs).fit(
+            module, _loader(data, cfg.batch_size, True, self.seed + 2))
+        if not self._smoke_run():
+            _save_atomic(id_net.state_dict(), path)
+        return id_net
+
+    def _smoke_run(self) -> bool:
+        """``fast_dev_run`` trains one batch: never cache that as a fitted model."""
+        return bool(self.trainer_kwargs.get("fast_dev_run"))
+
+    def _build_net(self, enc_med: MedicalSemanticsEncoder | None) -> MedSemDeIDNet:
+        cfg = self.cfg
+        net = MedSemDeIDNet(enc_med, key_bits=cfg.key_bits, key_channels=cfg.key_channels,
+                            width=cfg.width, num_couplings=cfg.num_couplings,
+                            med_channels=cfg.med_channels, scale_limit=cfg.scale_limit,
+                            shift_margin=cfg.shift_margin)
+        net.freeze_prior()
+        return net
+
+    def fit(self, train) -> None:
+        """Pre-train Enc_med and the identity network, then train the DeID flow; every stage is
+        cached under ``work_dir`` (keyed by config, seed and dataset fingerprint)."""
+        train.setup()
+        fingerprint = _fingerprint(train)
+        run_dir = self._stage_path(self.name, tuple(self.config()), fingerprint)
+        final = run_dir / "medsem_deid.pt" if run_dir else None
+        if final is not None and final.exists():
+            self.load_state_dict(torch.load(final, map_location="cpu"))
+            return
+        self.shapes = {"num_classes": len(train.classes), "num_signs": len(train.signs)}
+        with contextlib.ExitStack() as stack:
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            run_dir = run_dir or scratch / self.name
+            train_data = materialize(train.train_dataloader())
+            enc_med = None
+            if self.use_medical_prior:
+                path = self._stage_path("enc_med", _ENC_MED_FIELDS, fingerprint)
+                enc_med = self._fit_enc_med(path.with_suffix(".pt") if path else scratch / "enc_med.pt",
+                                            train_data, materialize(train.val_dataloader()))
+            path = self._stage_path("id_net", _ID_NET_FIELDS, fingerprint)
+            id_net = self._fit_id_net(path.with_suffix(".pt") if path else scratch / "id_net.pt",
+                                      train_data)
+            self._fit_deid(run_dir, train_data, enc_med, id_net)
+        if final is not None and not self._smoke_run():
+            _save_atomic(self.state_dict(), final)
+
+    def _fit_deid(self, root: Path, train: dict, enc_med, id_net) -> None:
+        L.seed_everything(self.seed * 1000 + 3, verbose=False)
+        net = self._build_net(enc_med)
+        module = DeIdModule(net, id_net, self.cfg)
+        last = root / "deid" / "last.ckpt"
+        trainer = self._trainer(root / "deid", self.cfg.deid_epochs, resumable=not self._smoke_run())
+        trainer.fit(module, _loader(train, self.cfg.batch_size, True, self.seed + 3),
+                    ckpt_path=last if last.exists() else None)
+        self.net = net.cpu().eval()
+
+    # -- caching ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        self._require_fitted()
+        return {"config": self.config(), "shapes": dict(self.shapes),
+                "net": {k: v.cpu() for k, v in self.net.state_dict().items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("config") != self.config():
+            raise ValueError(f"{self.name}: checkpoint was fitted with a different config "
+                             f"({state.get('config')}) than this method ({self.config()})")
+        self.shapes = dict(state["shapes"])
+        enc_med = None
+        if self.use_medical_prior:
+            enc_med = MedicalSemanticsEncoder(self.shapes["num_classes"], self.shapes["num_signs"],
+                                              self.cfg.med_width, self.cfg.med_channels)
+        self.net = self._build_net(enc_med)
+        self.net.load_state_dict(state["net"])
+        self.net.to(self.device).eval()
+
+    def to(self, device) -> "MedSemDeID":
+        super().to(device)
+        if self.net is not None:
+            self.net.to(self.device)
+        return self
+
+    # -- inference -------------------------------------------------------------------------------
+    def _require_fitted(self) -> None:
+        if self.net is None:
+            raise RuntimeError(f"{self.name}: call fit() or load_state_dict() first")
+
+    def _keys(self, keys: Tensor | None, count: int) -> Tensor:
+        if keys is None:  # the contract passes keys; without them draw reproducible ones
+            return random_keys(count, self.key_bits, generator=torch.Generator().manual_seed(self.seed))
+        if keys.shape != (count, self.key_bits):
+            raise ValueError(f"{self.name}: keys must be [{count}, {self.key_bits}], "
+                             f"got {tuple(keys.shape)}")
+        return keys
+
+    def _chunked(self, fn, images: Tensor, keys: Tensor) -> Tensor:
+        self.net.eval()
+        outputs = []
+        with torch.inference_mode():
+            for start in range(0, len(images), self.chunk_size):
+                part = slice(start, start + self.chunk_size)
+                outputs.append(fn(images[part].to(self.device).float(),
+                                  keys[part].to(self.device).float()))
+        return torch.cat(outputs).to(images.device).clamp(0, 1)
+
+    def anonymize(self, batch: dict[str, Tensor], keys: Tensor | None) -> Tensor:
+        """ID-encryptor: one de-identified face per image and key."""
+        self._require_fitted()
+        images = batch["image"]
+        return self._chunked(self.net.encrypt, images, self._keys(keys, len(images)))
+
+    def recover(self, images: Tensor, keys: Tensor) -> Tensor:
+        """ID-decryptor: the original face back from a de-identified image and its key."""
+        self._require_fitted()
+        return self._chunked(self.net.decrypt, images, self._keys(keys, len(images)))
+
+
+class MedSemDeIDNoPrior(MedSemDeID):
+    """Ablation: the same network without Enc_med features and medical-consistency loss."""
+
+    name = "medsem_deid_noprior"
+    description = "MedSem-DeID without the medical prior (ablation: no Enc_med, no L_med)"
+    use_medical_prior = False
