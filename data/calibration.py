@@ -1,0 +1,178 @@
+"""Calibration report for a MeMa-layout dataset (DESIGN.md §2).
+
+Trains two small plain-torch CNNs on the training split and reports, on the test split:
+
+- disease classification: coarse-label accuracy and macro-F1, and per-sign F1 of a
+  multi-label head (a clean classifier should be good but not saturated: 0.75-0.97);
+- identity re-identification: a CNN embedding trained with a large-margin cosine loss
+  (CosFace: Wang et al., "CosFace: Large Margin Cosine Loss for Deep Face Recognition",
+  CVPR 2018) on the training identities, tested on the unseen test identities by nearest
+  neighbour: one enrolment image per identity is the gallery, every other image a probe
+  (target: top-1 >= 0.8).
+
+These networks are deliberately independent of the benchmark's evaluators (``data`` never
+imports ``benchmark``); they only show that the data is learnable and identifiable.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MultilabelF1Score
+from tqdm import tqdm
+
+from .mema import MeMaDataModule
+
+
+def conv_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class SmallCNN(nn.Module):
+    """Four conv stages down to a 4x4 map, flattened so left and right stay apart
+    (laterality is part of the labels)."""
+
+    def __init__(self, out_features: int, width: int = 24) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            conv_block(3, w), conv_block(w, w), nn.MaxPool2d(2),
+            conv_block(w, 2 * w), conv_block(2 * w, 2 * w), nn.MaxPool2d(2),
+            conv_block(2 * w, 4 * w), nn.MaxPool2d(2),
+            conv_block(4 * w, 4 * w), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+        )
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(64 * w, 256), nn.ReLU(inplace=True), nn.Linear(256, out_features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+def jitter(images: Tensor, generator: torch.Generator) -> Tensor:
+    """Small shifts and brightness changes (no flips: they would swap left and right)."""
+    b = images.shape[0]
+    dx, dy = torch.randint(-2, 3, (2,), generator=generator).tolist()
+    images = torch.roll(images, shifts=(dy, dx), dims=(2, 3))
+    gain = 1 + 0.1 * (torch.rand(b, 1, 1, 1, generator=generator) - 0.5)
+    return (images * gain).clamp(0, 1)
+
+
+def train(model: nn.Module, loader, loss_fn, epochs: int, lr: float, seed: int, desc: str) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(loader))
+    model.train()
+    for _ in tqdm(range(epochs), desc=desc, unit="epoch"):
+        for batch in loader:
+            loss = loss_fn(model, jitter(batch["image"], generator), batch)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    model.eval()
+
+
+def disease_scores(dm: MeMaDataModule, epochs: int, seed: int) -> dict:
+    n_cls, n_signs = len(dm.classes), len(dm.signs)
+    torch.manual_seed(seed)
+    model = SmallCNN(n_cls + n_signs)
+
+    def loss_fn(model, images, batch):
+        out = model(images)
+        return F.cross_entropy(out[:, :n_cls], batch["label"]) + F.binary_cross_entropy_with_logits(out[:, n_cls:], batch["signs"])
+
+    train(model, dm.train_dataloader(), loss_fn, epochs, 3e-3, seed, "disease classifier")
+    acc, f1 = MulticlassAccuracy(n_cls, average="micro"), MulticlassF1Score(n_cls, average="macro")
+    sign_f1 = MultilabelF1Score(n_signs, average=None)
+    per_class = MulticlassAccuracy(n_cls, average=None)
+    with torch.no_grad():
+        for batch in dm.test_dataloader():
+            out = model(batch["image"])
+            for metric in (acc, f1, per_class):
+                metric.update(out[:, :n_cls], batch["label"])
+            sign_f1.update(out[:, n_cls:], batch["signs"].long())
+    return dict(
+        disease_accuracy=acc.compute().item(), disease_macro_f1=f1.compute().item(),
+        class_recall=dict(zip(dm.classes, per_class.compute().tolist())),
+        sign_f1=dict(zip(dm.signs, sign_f1.compute().tolist())),
+    )
+
+
+class CosFaceLoss(nn.Module):
+    """Large-margin cosine loss over learnable class centres (Wang et al., CVPR 2018)."""
+
+    def __init__(self, dim: int, classes: int, scale: float = 16.0, margin: float = 0.25) -> None:
+        super().__init__()
+        self.centres = nn.Parameter(torch.randn(classes, dim) * 0.1)
+        self.scale, self.margin = scale, margin
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        cos = F.normalize(embeddings) @ F.normalize(self.centres).T
+        cos = cos - self.margin * F.one_hot(labels, cos.shape[1])
+        return F.cross_entropy(self.scale * cos, labels)
+
+
+def reidentification_scores(dm: MeMaDataModule, epochs: int, seed: int) -> dict:
+    train_ids = dm.dataset("train").identities
+    remap = {int(i): k for k, i in enumerate(train_ids.unique().tolist())}
+    torch.manual_seed(seed + 1)
+    model = SmallCNN(128)
+    margin = CosFaceLoss(128, len(remap))
+    params = nn.ModuleList([model, margin])
+
+    def loss_fn(_, images, batch):
+        labels = torch.tensor([remap[int(i)] for i in batch["identity"]])
+        return margin(model(images), labels)
+
+    train(params, dm.train_dataloader(), loss_fn, epochs, 3e-3, seed, "identity recogniser")
+    embeddings, identities = [], []
+    with torch.no_grad():
+        for batch in dm.test_dataloader():
+            embeddings.append(F.normalize(model(batch["image"])))
+            identities.append(batch["identity"])
+    return identity_protocol(torch.cat(embeddings), torch.cat(identities))
+
+
+def identity_protocol(embeddings: Tensor, identities: Tensor) -> dict:
+    """Top-1 re-identification: the first image of each identity enrols it, every other image
+    is a probe matched to the nearest enrolment by cosine similarity."""
+    ids = identities.tolist()
+    first = {i: k for k, i in reversed(list(enumerate(ids)))}
+    gallery_rows = torch.tensor(sorted(first.values()))
+    gallery_ids = identities[gallery_rows]
+    probes = torch.tensor([k for k in range(len(ids)) if k not in set(gallery_rows.tolist())])
+    if len(probes) == 0:
+        raise ValueError("re-identification needs identities with at least two test images")
+    nearest = (embeddings[probes] @ embeddings[gallery_rows].T).argmax(1)
+    top1 = (gallery_ids[nearest] == identities[probes]).float().mean().item()
+    return dict(reid_top1=top1, reid_chance=1.0 / len(gallery_rows), reid_gallery=len(gallery_rows), reid_probes=len(probes))
+
+
+def calibration_report(root: str | Path, image_size: int = 64, seed: int = 0, disease_epochs: int = 12,
+                       identity_epochs: int = 12, batch_size: int = 64, verbose: bool = True) -> dict:
+    """Train the two probes on ``root``'s train split, print and return the test figures."""
+    start = time.time()
+    dm = MeMaDataModule(root, image_size=image_size, batch_size=batch_size, seed=seed)
+    dm.setup()
+    scores = disease_scores(dm, disease_epochs, seed)
+    scores.update(reidentification_scores(dm, identity_epochs, seed))
+    scores["seconds"] = time.time() - start
+    if verbose:
+        print(format_report(scores))
+    return scores
+
+
+def format_report(s: dict) -> str:
+    lines = [
+        "MeMa calibration (test split)",
+        f"  disease accuracy   {s['disease_accuracy']:.3f}   (target 0.75-0.97)",
+        f"  disease macro-F1   {s['disease_macro_f1']:.3f}",
+        "  recall per class   " + ", ".join(f"{k} {v:.2f}" for k, v in s["class_recall"].items()),
+        "  sign F1            " + ", ".join(f"{k} {v:.2f}" for k, v in s["sign_f1"].items()),
+        f"  re-id top-1        {s['reid_top1']:.3f}   (target >= 0.8; chance {s['reid_chance']:.3f}, "
+        f"{s['reid_gallery']} enrolled, {s['reid_probes']} probes)",
+        f"  took {s['seconds']:.0f} s",
+    ]
+    return "\n".join(lines)
