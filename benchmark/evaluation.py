@@ -142,8 +142,9 @@ def run_test_pass(method: DeIdMethod, test_loader, evaluators: Evaluators, *,
         deid = check_images(name, "anonymize", deid, images)
         batch_sizes.append(b)
 
-        probs, sign_probs = evaluators.classifier.predict(images)
-        deid_probs, deid_sign_probs = evaluators.classifier.predict(deid)
+        landmarks = batch["landmarks"].to(device)
+        probs, sign_probs = evaluators.classifier.predict(images, landmarks)
+        deid_probs, deid_sign_probs = evaluators.classifier.predict(deid, landmarks)
         out.add(label=batch["label"], signs=batch["signs"], identity=batch["identity"],
                 clean_pred=probs.argmax(1), clean_sign_probs=sign_probs,
                 deid_pred=deid_probs.argmax(1), deid_sign_probs=deid_sign_probs,

@@ -12,16 +12,18 @@ import json
 from dataclasses import asdict, dataclass, field
 
 #: bump when evaluator code changes what a cached checkpoint means
-EVALUATOR_CODE_VERSION = 2
+EVALUATOR_CODE_VERSION = 3
 
 
 @dataclass(frozen=True)
 class ClassifierConfig:
     """Disease classifier: timm backbone, coarse-label head and multi-label sign head."""
 
-    backbone: str = "resnet10t"
+    backbone: str = "resnet18"
     #: stage widths for timm ResNets (None: the architecture's own)
     channels: tuple[int, ...] | None = None
+    #: size (H, W) of the periocular crop the classifier looks at
+    crop_size: tuple[int, int] = (48, 96)
     epochs: int = 12
     lr: float = 3e-3
     seed: int = 9173
@@ -89,7 +91,8 @@ PROFILES: dict[str, Profile] = {
         evaluators=EvaluatorConfig(
             image_size=32,
             batch_size=32,
-            classifier=ClassifierConfig(backbone="resnet18", channels=(8, 16, 32, 64), epochs=1),
+            classifier=ClassifierConfig(backbone="resnet18", channels=(8, 16, 32, 64),
+                                        crop_size=(24, 48), epochs=1),
             segmenter=SegmenterConfig(
                 encoder="resnet18", encoder_depth=3, decoder_channels=(32, 16, 8), epochs=1
             ),
@@ -106,11 +109,11 @@ PROFILES: dict[str, Profile] = {
             batch_size=64,
             # a half-width ResNet-18: the full one is too slow for a 2-core CPU at 64 px
             classifier=ClassifierConfig(backbone="resnet18", channels=(32, 64, 128, 256),
-                                        epochs=10),
+                                        epochs=8),
             segmenter=SegmenterConfig(
                 encoder="resnet18", encoder_depth=3, decoder_channels=(64, 32, 16), epochs=20
             ),
-            identity=IdentityConfig(backbone="regnetx_002", embedding_dim=128, epochs=10),
+            identity=IdentityConfig(backbone="regnetx_002", embedding_dim=128, epochs=8),
         ),
     ),
     "full": Profile(
@@ -121,7 +124,8 @@ PROFILES: dict[str, Profile] = {
         evaluators=EvaluatorConfig(
             image_size=128,
             batch_size=128,
-            classifier=ClassifierConfig(backbone="resnet26d", epochs=40, lr=1e-3),
+            classifier=ClassifierConfig(backbone="resnet26d", crop_size=(96, 192), epochs=40,
+                                        lr=1e-3),
             segmenter=SegmenterConfig(
                 encoder="resnet34", encoder_depth=5,
                 decoder_channels=(256, 128, 64, 32, 16), epochs=60, lr=1e-3,

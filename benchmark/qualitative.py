@@ -54,6 +54,8 @@ def save_frontier(points: list[dict], path: Path, *, leak: str, chance: float | 
     if clean_accuracy is not None and clean_leak is not None:
         ax.scatter(clean_accuracy, clean_leak, marker="*", s=120, c="black", zorder=4,
                    label="clean (no-op)")
+    ax.set_xlim(-0.02, 1.02)  # both axes are rates: keep the whole square in view
+    ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("disease accuracy on de-identified images (higher is better)")
     ax.set_ylabel(f"{leak} (lower is better)")
     ax.set_title(title, fontsize=9)

@@ -44,7 +44,7 @@ def evaluator_pass_seconds(record: dict, profile: str, cache: Path) -> float:
     start = time.perf_counter()
     with torch.no_grad():
         for batch in dm.test_dataloader():
-            evaluators.classifier.predict(batch["image"])
+            evaluators.classifier.predict(batch["image"], batch["landmarks"])
             evaluators.identity.embed(batch["image"])
     return time.perf_counter() - start
 

@@ -15,7 +15,9 @@ from benchmark.evaluators import (
     CosFaceHead, DiseaseClassifier, FaceNetRecognizer, IdentityRecognizer, LesionSegmenter,
     evaluator_dir, load_evaluators,
 )
+from benchmark.evaluators.common import periocular_crop
 from benchmark.profiles import PROFILES, get_profile
+from data.regions import CANONICAL_LANDMARKS
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +58,9 @@ def test_evaluators_are_cached_and_retrained_on_request(tiny_mema, cache):
     assert {p.name: p.stat().st_mtime_ns for p in directory.glob("*.pt")} == stamps
     images = dm.dataset("test")[0]["image"][None]
     torch.testing.assert_close(second.identity.embed(images), first.identity.embed(images))
-    torch.testing.assert_close(second.classifier.predict(images)[0],
-                               first.classifier.predict(images)[0])
+    landmarks = CANONICAL_LANDMARKS[None]
+    torch.testing.assert_close(second.classifier.predict(images, landmarks)[0],
+                               first.classifier.predict(images, landmarks)[0])
 
     third = load_evaluators(dm, seg, "fp-test", config, retrain=True, trainer_kwargs=trainer)
     assert sorted(third.trained) == ["classifier", "identity", "segmenter"]
@@ -67,8 +70,9 @@ def test_evaluators_are_cached_and_retrained_on_request(tiny_mema, cache):
 
 def test_evaluator_outputs_have_the_documented_shapes():
     images = torch.rand(4, 3, 32, 32)
-    clf = DiseaseClassifier(5, 3, backbone="resnet10t").eval()
-    probs, signs = clf.predict(images)
+    clf = DiseaseClassifier(5, 3, channels=(8, 16, 32, 64), crop_size=(24, 48)).eval()
+    landmarks = CANONICAL_LANDMARKS.repeat(4, 1, 1)
+    probs, signs = clf.predict(images, landmarks)
     assert probs.shape == (4, 5) and signs.shape == (4, 3)
     torch.testing.assert_close(probs.sum(1), torch.ones(4))
     rec = IdentityRecognizer([3, 7, 9], backbone="resnet10t", embedding_dim=16).eval()
@@ -147,3 +151,13 @@ def test_profiles_are_known_and_unknown_is_an_error():
     assert get_profile("quick").image_size == 64
     with pytest.raises(ValueError, match="unknown profile 'huge'"):
         get_profile("huge")
+
+
+def test_periocular_crop_follows_the_landmarks():
+    images = torch.zeros(2, 3, 64, 64)
+    images[:, 0, 16:36, 10:54] = 1.0  # a red band across the eyes of a canonical face
+    landmarks = CANONICAL_LANDMARKS.repeat(2, 1, 1)
+    landmarks[1, :, 1] += 0.4  # second face lower in the frame: the band is no longer there
+    crops = periocular_crop(images, landmarks, (12, 24))
+    assert crops.shape == (2, 3, 12, 24)
+    assert crops[0, 0].mean() > 0.3 and crops[1, 0].mean() < 0.05

@@ -71,7 +71,7 @@ def _build(name: str, config: EvaluatorConfig, datamodule):
     if name == "classifier":
         c = config.classifier
         return DiseaseClassifier(len(datamodule.classes), len(datamodule.signs), c.backbone, c.lr,
-                                 channels=c.channels)
+                                 channels=c.channels, crop_size=tuple(c.crop_size))
     if name == "identity":
         c = config.identity
         return IdentityRecognizer(_train_identities(datamodule), c.backbone, c.embedding_dim,
