@@ -32,7 +32,7 @@ from ..paths import cache_root
 from .render import draw_faces
 
 #: bump when the drawing changes, so cached sets are regenerated
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 3
 DEFAULTS = dict(identities=400, images_per_identity=8, size=64, seed=0)
 SPLIT_FRACTIONS = (("train", 0.6), ("val", 0.1), ("test", 0.3))
 
@@ -97,7 +97,7 @@ def sample_identities(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]
     style = np.array([rng.choice(6, p=STYLE_P["F" if f else "M"]) for f in female])
     style[(style == 2) & (age < 25)] = 0
     face_cy, face_ry = ey + u(0.06, 0.10), u(0.36, 0.42)
-    iris_r = u(0.12, 0.145) * d
+    iris_r = u(0.14, 0.165) * d
     nose_y = ey + u(0.15, 0.19)
     p = dict(
         female=female, age=age, d=d, ey=ey, skin=skin.clip(0, 1).astype(F),
@@ -106,12 +106,12 @@ def sample_identities(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]
         hair_vol=u(0.02, 0.07), hair_len=u(0.72, 0.95),
         hairline=np.where(style == 3, ey - 0.5 * d - u(0, 0.03), face_cy - face_ry + u(0.07, 0.13)).astype(F),
         part=np.where(style == 5, rng.choice([-1, 1], n) * u(0.15, 0.35), u(-0.05, 0.05)).astype(F),
-        hair_freq=u(25, 60), hair_ang=u(0, np.pi), hair_phase=u(0, 2 * np.pi),
+        hair_freq=u(6, 16), hair_ang=u(0, np.pi), hair_phase=u(0, 2 * np.pi),
         brow_col=(hair * 0.75 + rng.normal(0, 0.03, (n, 3))).clip(0, 1).astype(F),
         brow_th=u(0.045, 0.075), brow_arch=u(0.0, 0.05), brow_slant=u(-0.04, 0.04),
         brow_gap=u(0.26, 0.31), brow_w=u(0.22, 0.27),
         iris_col=(IRIS[rng.integers(0, len(IRIS), n)] + rng.normal(0, 0.035, (n, 3))).clip(0, 1).astype(F),
-        eye_w=u(0.21, 0.25) * d, iris_r=iris_r, h_up=u(0.85, 1.1) * iris_r, h_lo=u(0.65, 0.95) * iris_r,
+        eye_w=u(0.24, 0.28) * d, iris_r=iris_r, h_up=u(0.85, 1.1) * iris_r, h_lo=u(0.65, 0.95) * iris_r,
         tilt=u(-0.012, 0.012), lash_th=u(0.003, 0.006), crease=u(0.4, 0.8),
         nose_y=nose_y, nose_w=u(0.025, 0.045), mouth_y=nose_y + u(0.11, 0.15), mouth_w=u(0.065, 0.095),
         lip_up=u(0.006, 0.013), lip_lo=u(0.008, 0.016),
@@ -177,7 +177,7 @@ def sample_medical(rng: np.random.Generator, cond: np.ndarray):
     m = dict(ptosis=zeros2(), retraction=zeros2(), redness=zeros2(), swelling=zeros2(),
              xanthelasma=zeros2(), strabismus=zeros2(), chalazion=zeros2(4), tumour=zeros2(3))
     signs = [[] for _ in range(n)]
-    sev = rng.uniform(0.45, 1.0, n).astype(F)
+    sev = rng.uniform(0.55, 1.0, n).astype(F)
     side = _side(rng, n)
     side2 = rng.integers(0, 2, n)
     extra = rng.random((n, 2))
@@ -197,12 +197,12 @@ def sample_medical(rng: np.random.Generator, cond: np.ndarray):
     apply("swelling", ted[extra[ted, 0] < 0.5], np.full(n, 2), sev, "swelling")
     apply("redness", ted[extra[ted, 1] < 0.35], np.full(n, 2), 0.35 * sev, "redness")
     apply("redness", idx[cond == c("red_eye")], side, sev, "redness")
-    tumour = np.stack([rng.uniform(0.09, 0.13, n), rng.random(n) < 0.3, rng.uniform(-1, 1, n)], -1).astype(F)
+    tumour = np.stack([rng.uniform(0.12, 0.16, n), rng.random(n) < 0.3, rng.uniform(-1, 1, n)], -1).astype(F)
     apply("tumour", idx[cond == c("eyelid_tumour")], side2, tumour, "tumour")
-    chalazion = np.stack([np.ones(n), rng.random(n) < 0.6, rng.uniform(-0.5, 0.5, n), rng.uniform(0.08, 0.11, n)], -1).astype(F)
+    chalazion = np.stack([np.ones(n), rng.random(n) < 0.6, rng.uniform(-0.5, 0.5, n), rng.uniform(0.11, 0.14, n)], -1).astype(F)
     apply("chalazion", idx[cond == c("chalazion")], side2, chalazion, "chalazion")
     apply("xanthelasma", idx[cond == c("xanthelasma")], _side(rng, n, p_both=0.5), sev, "xanthelasma")
-    turn = (rng.choice([-1, 1], n) * rng.uniform(0.35, 0.6, n)).astype(F)
+    turn = (rng.choice([-1, 1], n) * rng.uniform(0.4, 0.7, n)).astype(F)
     apply("strabismus", idx[cond == c("strabismus")], side2, turn, "strabismus")
     return m, [";".join(s) for s in signs]
 

@@ -211,7 +211,7 @@ def hair_colour(cv: Canvas, p) -> np.ndarray:
     """Hair colour with an identity-specific strand texture (fixed in the face frame)."""
     ang, freq = col(p["hair_ang"]), col(p["hair_freq"])
     wave = np.sin(2 * np.pi * freq * (cv.u * np.cos(ang) + cv.v * np.sin(ang)) + col(p["hair_phase"]))
-    return rgb(p["hair_col"]) * (1 + 0.18 * wave)[..., None]
+    return rgb(p["hair_col"]) * (1 + 0.12 * wave)[..., None]
 
 
 def draw_head(cv: Canvas, p) -> None:
@@ -249,7 +249,7 @@ def draw_head(cv: Canvas, p) -> None:
     cv.blend(hair, front * col(style != 2))
     for k in range(p["moles"].shape[1]):
         m = p["moles"][:, k]
-        cv.blend(MOLE[None].repeat(len(m), 0), cv.ellipse(m[:, 0], m[:, 1], m[:, 2], m[:, 2]) * col(m[:, 2] > 0))
+        cv.blend(MOLE[None].repeat(len(m), 0), cv.ellipse(m[:, 0], m[:, 1], m[:, 2], m[:, 2]) * col(m[:, 2] > 0) * cv.face)
     for k in range(p["freckles"].shape[1]):
         f = p["freckles"][:, k]
         cv.blend(skin * 0.72, 0.55 * cv.ellipse(f[:, 0], f[:, 1], f[:, 2], f[:, 2]) * col(f[:, 2] > 0))
@@ -275,7 +275,7 @@ def draw_lower_face(cv: Canvas, p) -> None:
     cv.blend(np.full_like(skin, 0.22) * np.array([1.0, 0.5, 0.5], F), 0.8 * gap)
     beard = p["beard"]
     moustache = cv.edge(np.maximum(np.abs(u - 0.5) - mw * 1.05, np.abs(v - (my - col(p["lip_up"]) - 0.014)) - 0.009))
-    chin = cv.edge(np.maximum(np.abs(u - 0.5) - 0.6 * mw, my + col(p["lip_lo"]) + 0.012 - v)) * cv.face
+    chin = cv.ellipse(0.5 * np.ones_like(p["d"]), p["mouth_y"] + p["lip_lo"] + 0.05, 0.6 * p["mouth_w"], 0.045 * np.ones_like(p["d"])) * cv.face
     full = cv.edge(my - 0.015 - v) * (1 - lips) * (1 - gap) * cv.face
     growth = np.maximum.reduce([moustache * col(beard == 1), np.maximum(moustache, chin) * col(beard == 3), full * col(beard == 2)])
     cv.blend(hair_colour(cv, p) * 0.9, 0.85 * growth)
@@ -297,7 +297,7 @@ def draw_eye(cv: Canvas, p, sign_region, k: int, outward: float) -> np.ndarray:
     h_up0, h_lo0 = col(p["h_up"]), col(p["h_lo"])
     w = col(p["eye_w"]) * (1 + 0.10 * retraction)  # proptosis: the eye looks wider
     # ptosis lowers the upper lid over the iris; retraction lifts it to show sclera above it
-    h_up = h_up0 * (1 - 0.78 * ptosis) + retraction * (np.maximum(r - h_up0, 0) + 0.55 * r)
+    h_up = h_up0 * (1 - 0.78 * ptosis) + retraction * (np.maximum(r - h_up0, 0) + 0.45 * r)
     h_lo = h_lo0 + retraction * 0.35 * r
     tt = (u - ex) / w
     shape = np.sqrt(np.clip(1 - tt**2, 0, 1))
@@ -369,14 +369,15 @@ def draw_lid_lesions(cv: Canvas, p, sign, k, outward, ex, ey, w, h_up0, h_lo0) -
     cv.blend(skin * np.array([1.1, 0.95, 0.93], F), sign(0.6 * swell * cv.ellipse(ex, ey - h_up0 - 0.09 * d, 0.27 * d, 0.09 * d)))
     cv.blend(skin * np.array([0.92, 0.78, 0.8], F), sign(0.55 * swell * cv.ellipse(ex, ey + h_lo0 + 0.09 * d, 0.22 * d, 0.06 * d)))
     xan = col(p["xanthelasma"][:, k])
-    plaque = cv.ellipse(ex + inner * 0.55 * w, ey - h_up0 - 0.05 * d, 0.12 * d * (0.6 + 0.4 * xan), 0.05 * d)
+    plaque = cv.ellipse(ex + inner * 0.5 * w, ey - h_up0 - 0.05 * d, 0.15 * d * (0.6 + 0.4 * xan), 0.06 * d)
     cv.blend(XANTHELASMA[None].repeat(len(skin), 0), sign(0.85 * (xan > 0) * plaque))
     on, upper, offset, radius = (col(p["chalazion"][:, k, i]) for i in range(4))
     cy = np.where(upper > 0, ey - h_up0 - 0.07 * d, ey + h_lo0 + 0.07 * d)
     cx, rad = ex + offset * w, np.maximum(radius, 1e-3) * d
-    cv.blend(skin * 0.7, sign(0.7 * on * cv.ellipse(cx, cy + 0.25 * rad, rad, rad * 0.9)))
-    cv.blend(skin * np.array([1.0, 0.86, 0.84], F), sign(on * cv.ellipse(cx, cy, rad, rad * 0.9)))
-    cv.blend(skin * 1.15, sign(0.55 * on * cv.ellipse(cx - 0.25 * rad, cy - 0.3 * rad, 0.45 * rad, 0.35 * rad)))
+    # a firm round swelling: shadowed below, reddened, with a highlight on top
+    cv.blend(skin * 0.62, sign(0.8 * on * cv.ellipse(cx, cy + 0.3 * rad, rad, rad * 0.85)))
+    cv.blend(skin * np.array([1.08, 0.74, 0.72], F), sign(on * cv.ellipse(cx, cy, rad, rad * 0.85)))
+    cv.blend(skin * 1.2, sign(0.65 * on * cv.ellipse(cx - 0.2 * rad, cy - 0.35 * rad, 0.45 * rad, 0.3 * rad)))
 
 
 def draw_tumour(cv: Canvas, p, sign, k, outward, ex, ey, w, h_lo0, d) -> np.ndarray:
@@ -386,7 +387,7 @@ def draw_tumour(cv: Canvas, p, sign, k, outward, ex, ey, w, h_lo0, d) -> np.ndar
     on = radius > 0
     rad = np.maximum(radius, 1e-3) * d
     lid_x = ex + offset * 0.5 * w
-    lid_y = ey + h_lo0 * np.sqrt(1 - (offset * 0.5) ** 2) + 0.2 * rad
+    lid_y = ey + h_lo0 * np.sqrt(1 - (offset * 0.5) ** 2)
     cx = np.where(corner > 0, ex - outward * (w + 0.25 * rad), lid_x)
     cy = np.where(corner > 0, ey + 0.05 * d, lid_y)
     nodule = sign(on * cv.ellipse(cx, cy, rad, rad * 0.85))
