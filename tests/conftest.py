@@ -1,10 +1,15 @@
 """Shared fixtures: tiny generated datasets, so every test runs offline in seconds."""
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 
-TINY = dict(identities=12, images_per_identity=3, size=48, seed=0)
+_spec = importlib.util.spec_from_file_location("make_tiny_mema", Path(__file__).parent / "data" / "make_tiny_mema.py")
+make_tiny_mema = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(make_tiny_mema)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -14,9 +19,7 @@ def _single_thread():
 
 
 @pytest.fixture(scope="session")
-def tiny_mema(tmp_path_factory):
+def tiny_mema(tmp_path_factory) -> Path:
     """Path to a tiny MeMa-Synth root (12 identities x 3 images, 48 px; every split has
-    eyelid-tumour rows with masks, so MeMa-Seg works too). Treat it as read-only."""
-    from data.synthetic import generate
-
-    return generate(tmp_path_factory.mktemp("mema") / "tiny-mema-synth", **TINY, progress=False)
+    eyelid-tumour rows with masks, so MeMa-Seg works too). Shared: treat it as read-only."""
+    return make_tiny_mema.make(tmp_path_factory.mktemp("mema") / "tiny-mema-synth")

@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preview", type=Path, metavar="PNG", help="write a conditions x identities grid")
     parser.add_argument("--report", action="store_true",
                         help="train small classifiers and print disease accuracy, sign F1 and re-id top-1")
+    parser.add_argument("--leakage", action="store_true",
+                        help="with --report: also retrain the recogniser on eyes-only and face-masked images")
     args = parser.parse_args(argv)
     root = ensure_mema_synth(args.out, identities=args.identities,
                              images_per_identity=args.images_per_identity, size=args.size, seed=args.seed)
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         from ..calibration import calibration_report
 
-        calibration_report(root, image_size=args.size, seed=args.seed)
+        calibration_report(root, image_size=args.size, seed=args.seed, leakage=args.leakage)
     return 0
 
 
