@@ -208,9 +208,12 @@ def atomic_directory(out: str | Path):
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         yield tmp
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
+        try:
+            if out.exists():
+                out.rmdir()  # still empty, else another process got there first
+            os.replace(tmp, out)
+        except OSError as err:
+            raise FileExistsError(f"{out} appeared while it was being written ({err})") from err
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

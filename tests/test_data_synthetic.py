@@ -127,3 +127,41 @@ def test_cli_writes_set_and_preview(tmp_path):
                  "--size", "32", "--preview", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").stat().st_size > 10_000
     assert len(MeMaDataModule(tmp_path / "s", image_size=32).dataset("train")) == 1
+
+
+def test_drawing_regions_stay_inside_the_evaluator_masks():
+    """The generator clips with slightly eroded copies of data.regions' masks."""
+    from data.synthetic.render import face_region, periocular_region
+
+    landmarks = regions.CANONICAL_LANDMARKS.repeat(3, 1, 1).numpy().copy()
+    landmarks[1] += 0.03
+    landmarks[2] = (landmarks[2] - 0.5) * 0.8 + 0.5
+    pts = torch.from_numpy(landmarks)
+    for mine, theirs in ((periocular_region, regions.periocular_mask), (face_region, regions.face_mask)):
+        ours = torch.from_numpy(mine(landmarks, 128))
+        reference = theirs(pts, (128, 128))[:, 0]
+        assert (ours * (1 - reference)).sum() == 0 and ours.sum() > 0.7 * reference.sum()
+
+
+def test_racing_writers_keep_the_first_copy(tmp_path, monkeypatch):
+    """Two processes generating the same set: the later one keeps the earlier one's copy."""
+    from data.layout import atomic_directory
+    import data.synthetic.generator as generator
+
+    out = tmp_path / "set"
+    with pytest.raises(FileExistsError):
+        with atomic_directory(out) as slow:
+            (slow / "slow").write_text("1")
+            with atomic_directory(out) as fast:
+                (fast / "fast").write_text("2")
+    assert [p.name for p in tmp_path.iterdir()] == ["set"] and [p.name for p in out.iterdir()] == ["fast"]
+
+    original = generator.generate
+
+    def racing(root, *args, **kwargs):
+        original(root, *args, **kwargs)  # the other process commits first ...
+        raise FileExistsError(f"{root} appeared while it was being written")  # ... and we lose
+
+    monkeypatch.setattr(generator, "generate", racing)
+    root = ensure_mema_synth(tmp_path / "s", identities=3, images_per_identity=1, size=32, progress=False)
+    assert (root / "metadata.csv").is_file()
