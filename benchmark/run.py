@@ -71,6 +71,11 @@ class TrainingView(L.LightningDataModule):
     def val_dataloader(self):
         return self._datamodule.val_dataloader()
 
+    def test_dataloader(self):
+        raise PermissionError("methods may not read the test split")
+
+    predict_dataloader = test_dataloader
+
 
 # -- small helpers -------------------------------------------------------------------------
 @contextmanager
