@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.transforms.functional import gaussian_blur
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MultilabelF1Score
 from tqdm import tqdm
 
@@ -75,7 +76,7 @@ def train(model: nn.Module, loader, loss_fn, epochs: int, lr: float, seed: int, 
     model.eval()
 
 
-def disease_scores(dm: MeMaDataModule, epochs: int, seed: int) -> dict:
+def disease_scores(dm: MeMaDataModule, epochs: int, seed: int) -> tuple[nn.Module, dict]:
     n_cls, n_signs = len(dm.classes), len(dm.signs)
     torch.manual_seed(seed)
     model = SmallCNN(n_cls + n_signs)
@@ -94,7 +95,7 @@ def disease_scores(dm: MeMaDataModule, epochs: int, seed: int) -> dict:
             for metric in (acc, f1, per_class):
                 metric.update(out[:, :n_cls], batch["label"])
             sign_f1.update(out[:, n_cls:], batch["signs"].long())
-    return dict(
+    return model, dict(
         disease_accuracy=acc.compute().item(), disease_macro_f1=f1.compute().item(),
         class_recall=dict(zip(dm.classes, per_class.compute().tolist())),
         sign_f1=dict(zip(dm.signs, sign_f1.compute().tolist())),
@@ -127,7 +128,7 @@ def mask_face(images: Tensor, landmarks: Tensor) -> Tensor:
     return images * (1 - region) + 0.5 * region
 
 
-def reidentification_scores(dm: MeMaDataModule, epochs: int, seed: int, view=None) -> dict:
+def reidentification_scores(dm: MeMaDataModule, epochs: int, seed: int, view=None) -> tuple[nn.Module, dict]:
     """Re-id top-1 of a recogniser trained and tested on ``view(images, landmarks)`` (the
     clean images when ``view`` is None): a parrot attack on that view."""
     view = view or (lambda images, landmarks: images)
@@ -148,12 +149,13 @@ def reidentification_scores(dm: MeMaDataModule, epochs: int, seed: int, view=Non
         for batch in dm.test_dataloader():
             embeddings.append(F.normalize(model(view(batch["image"], batch["landmarks"]))))
             identities.append(batch["identity"])
-    return identity_protocol(torch.cat(embeddings), torch.cat(identities))
+    return model, identity_protocol(torch.cat(embeddings), torch.cat(identities))
 
 
-def identity_protocol(embeddings: Tensor, identities: Tensor) -> dict:
+def identity_protocol(embeddings: Tensor, identities: Tensor, probe_embeddings: Tensor | None = None) -> dict:
     """Top-1 re-identification: the first image of each identity enrols it, every other image
-    is a probe matched to the nearest enrolment by cosine similarity."""
+    is a probe matched to the nearest enrolment by cosine similarity. ``probe_embeddings``
+    (same rows) replace the probes' embeddings, e.g. those of de-identified images."""
     ids = identities.tolist()
     first = {i: k for k, i in reversed(list(enumerate(ids)))}
     gallery_rows = torch.tensor(sorted(first.values()))
@@ -161,7 +163,8 @@ def identity_protocol(embeddings: Tensor, identities: Tensor) -> dict:
     probes = torch.tensor([k for k in range(len(ids)) if k not in set(gallery_rows.tolist())])
     if len(probes) == 0:
         raise ValueError("re-identification needs identities with at least two test images")
-    nearest = (embeddings[probes] @ embeddings[gallery_rows].T).argmax(1)
+    probe_embeddings = embeddings if probe_embeddings is None else probe_embeddings
+    nearest = (probe_embeddings[probes] @ embeddings[gallery_rows].T).argmax(1)
     top1 = (gallery_ids[nearest] == identities[probes]).float().mean().item()
     return dict(reid_top1=top1, reid_chance=1.0 / len(gallery_rows), reid_gallery=len(gallery_rows), reid_probes=len(probes))
 
@@ -188,12 +191,30 @@ def calibration_report(root: str | Path, image_size: int = 64, seed: int = 0, di
 def _calibrate(root, image_size, seed, disease_epochs, identity_epochs, batch_size, leakage) -> dict:
     dm = MeMaDataModule(root, image_size=image_size, batch_size=batch_size, seed=seed)
     dm.setup()
-    scores = disease_scores(dm, disease_epochs, seed)
-    scores.update(reidentification_scores(dm, identity_epochs, seed))
+    classifier, scores = disease_scores(dm, disease_epochs, seed)
+    recogniser, reid = reidentification_scores(dm, identity_epochs, seed)
+    scores.update(reid)
     if leakage:
         for name, view in (("eyes_only", keep_eyes), ("face_masked", mask_face)):
-            scores[f"reid_top1_{name}"] = reidentification_scores(dm, identity_epochs, seed, view)["reid_top1"]
+            scores[f"reid_top1_{name}"] = reidentification_scores(dm, identity_epochs, seed, view)[1]["reid_top1"]
+        scores["blur"] = blur_scores(dm, classifier, recogniser)
     return scores
+
+
+def blur_scores(dm: MeMaDataModule, classifier: nn.Module, recogniser: nn.Module, sigmas=(1.0, 2.0, 3.0)) -> dict:
+    """Clean-trained probes on Gaussian-blurred test images: disease accuracy, and naive
+    re-identification of blurred probes against the clean enrolment images."""
+    test = dm.dataset("test")
+    images, labels, identities = test.images.float() / 255, test.labels, test.identities
+    n_cls, out = len(dm.classes), {}
+    with torch.no_grad():
+        clean = F.normalize(recogniser(images))
+        for sigma in sigmas:
+            blurred = gaussian_blur(images, [int(4 * sigma) | 1] * 2, [sigma, sigma])
+            accuracy = (classifier(blurred)[:, :n_cls].argmax(1) == labels).float().mean().item()
+            reid = identity_protocol(clean, identities, probe_embeddings=F.normalize(recogniser(blurred)))
+            out[sigma] = dict(disease_accuracy=accuracy, reid_top1=reid["reid_top1"])
+    return out
 
 
 def format_report(s: dict) -> str:
@@ -211,5 +232,8 @@ def format_report(s: dict) -> str:
                      f"(should stay clearly above chance)")
         lines.append(f"  re-id top-1, recogniser retrained on face-masked: {s['reid_top1_face_masked']:.3f} "
                      f"(should be near chance)")
+    for sigma, b in s.get("blur", {}).items():
+        lines.append(f"  Gaussian blur sigma {sigma:g} px: disease accuracy {b['disease_accuracy']:.3f}, "
+                     f"naive re-id top-1 {b['reid_top1']:.3f}")
     lines.append(f"  took {s['seconds']:.0f} s")
     return "\n".join(lines)

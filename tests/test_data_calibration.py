@@ -28,8 +28,10 @@ def test_views_keep_and_hide_the_right_regions():
 
 
 def test_report_runs_on_tiny_set(tiny_mema, capsys):
-    scores = calibration_report(tiny_mema, image_size=32, disease_epochs=1, identity_epochs=1, batch_size=16)
+    scores = calibration_report(tiny_mema, image_size=32, disease_epochs=1, identity_epochs=1, batch_size=16,
+                                leakage=True)
     for key in ("disease_accuracy", "disease_macro_f1", "reid_top1"):
         assert 0.0 <= scores[key] <= 1.0
     assert set(scores["sign_f1"]) and scores["reid_gallery"] == 4
     assert "re-id top-1" in capsys.readouterr().out
+    assert {"reid_top1_eyes_only", "reid_top1_face_masked"} <= set(scores) and set(scores["blur"]) == {1.0, 2.0, 3.0}
