@@ -18,7 +18,7 @@ class MedSemConfig:
     key_bits: int = 32  # length of the user's key (random bit string per image)
     key_channels: int = 16  # key embedding channels joined at the ID-encryptor
     width: int = 16  # base width of the coupling conditioners (image encoder/decoder)
-    num_couplings: int = 2  # alternating affine couplings; 2 let every pixel change
+    num_couplings: int = 3  # affine couplings, coupling i edits colour channel i mod 3
     med_width: int = 24  # Enc_med base width
     med_channels: int = 48  # Enc_med feature channels joined by channel-wise concatenation
     id_width: int = 24  # training-time identity network base width
@@ -30,16 +30,17 @@ class MedSemConfig:
     id_epochs: int = 10
     pre_lr: float = 2e-3
     # -- DeID training ----------------------------------------------------------------------------
-    deid_epochs: int = 12
+    deid_epochs: int = 8
     lr: float = 1e-3
     aux_fraction: float = 0.25  # share of a batch used for the recovery / wrong-key / diversity terms
     id_margin: float = 0.0  # push-away: cos(de-identified, source) above this is penalised
     diversity_margin: float = 0.2  # key diversity: cos between two keys' outputs above this
     w_identity: float = 2.0
-    w_medical: float = 1.0
+    w_medical: float = 2.0
     w_locality: float = 4.0  # outside the head
-    w_eye_locality: float = 0.5  # periocular region: the signs live there
+    w_eye_locality: float = 2.0  # periocular region: the signs live there
     w_naturalness: float = 0.5
+    w_smoothness: float = 2.0  # total variation of the change (no checkerboard)
     w_recovery: float = 1.0
     w_wrong_key: float = 1.0
     w_diversity: float = 0.5
@@ -54,7 +55,7 @@ class MedSemConfig:
 PROFILES = {
     "quick": MedSemConfig(),
     "full": MedSemConfig(
-        batch_size=64, width=48, key_channels=48, aux_fraction=0.5, num_couplings=4, med_width=48,
+        batch_size=64, width=48, key_channels=48, aux_fraction=0.5, num_couplings=6, med_width=48,
         med_channels=96, id_width=48, id_dim=128, med_epochs=30, id_epochs=40, deid_epochs=80,
     ),
 }

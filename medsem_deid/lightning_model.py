@@ -11,7 +11,7 @@ from torch import Tensor
 from . import losses
 from .config import MedSemConfig
 from .torch_model import (IdentityEmbedder, MedicalSemanticsEncoder, MedSemDeIDNet,
-                          half_to_image, _HALF_A, _HALF_B)
+                          channel_dropped)
 
 
 def random_keys(batch_size: int, key_bits: int, device=None, generator=None) -> Tensor:
@@ -30,11 +30,11 @@ class MedicalSemanticsModule(L.LightningModule):
         images = batch["image"]
         if self.training:
             images = losses.random_translate(images)
-            # half the batch as the couplings see it (one pixel half, upsampled), so the
-            # conditioning features of the encryptor are in-distribution
-            half = F.pixel_unshuffle(images, 2)[:, _HALF_A if torch.rand(()) < 0.5 else _HALF_B]
+            # half the batch as the couplings see it (one colour channel replaced by the
+            # others' mean), so the encryptor's conditioning features are in distribution
+            dropped = channel_dropped(images, int(torch.randint(0, 3, ())))
             pick = torch.rand(images.shape[0], 1, 1, 1, device=images.device) < 0.5
-            images = torch.where(pick, half_to_image(half), images)
+            images = torch.where(pick, dropped, images)
         _, label_logits, sign_logits = self.enc_med(images)
         loss = F.cross_entropy(label_logits, batch["label"])
         if sign_logits.shape[1]:
@@ -125,11 +125,13 @@ class DeIdModule(L.LightningModule):
             "locality": losses.locality(deid, x, batch["landmarks"], cfg.w_locality,
                                         cfg.w_eye_locality),
             "naturalness": losses.feature_statistics(stem, source_stem),
+            "smoothness": losses.change_smoothness(deid, x),
             "recovery": losses.recovery(recovered, x_aux),
             "wrong_key": losses.identity_push_away(wrong, source_emb[:n], cfg.id_margin),
         }
         weights = {"identity": cfg.w_identity, "diversity": cfg.w_diversity, "locality": 1.0,
-                   "naturalness": cfg.w_naturalness, "recovery": cfg.w_recovery,
+                   "naturalness": cfg.w_naturalness, "smoothness": cfg.w_smoothness,
+                   "recovery": cfg.w_recovery,
                    "wrong_key": cfg.w_wrong_key}
         if self.net.enc_med is not None:
             terms["medical"] = losses.medical_consistency(self.net.enc_med, deid, x)

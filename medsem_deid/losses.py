@@ -40,6 +40,14 @@ def locality(deidentified: Tensor, original: Tensor, landmarks: Tensor, outside_
     return ((deidentified - original).abs() * weight).mean()
 
 
+def change_smoothness(deidentified: Tensor, original: Tensor) -> Tensor:
+    """Total variation of the change: the couplings edit alternate pixels, and without this
+    the edit shows as a checkerboard; a natural edit (new colours, shapes) is smooth."""
+    change = deidentified - original
+    return ((change[..., 1:, :] - change[..., :-1, :]).abs().mean()
+            + (change[..., :, 1:] - change[..., :, :-1]).abs().mean())
+
+
 def feature_statistics(features: Tensor, reference: Tensor) -> Tensor:
     """Naturalness: channel means and deviations of early features match real faces'."""
     dims = (0, 2, 3)

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -27,6 +28,8 @@ from benchmark.api import DeIdMethod
 from .config import MedSemConfig, make_config
 from .lightning_model import DeIdModule, IdentityModule, MedicalSemanticsModule, random_keys
 from .torch_model import IdentityEmbedder, MedicalSemanticsEncoder, MedSemDeIDNet
+
+log = logging.getLogger(__name__)
 
 _BATCH_KEYS = ("image", "label", "signs", "identity", "landmarks")
 #: config fields each pre-trained network depends on (its cache key)
@@ -83,6 +86,18 @@ def _fingerprint(datamodule) -> str:
     return dataset_fingerprint(root)
 
 
+class _EpochLog(L.Callback):
+    """One log line per epoch, for runs without a progress bar (``--quiet``)."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        log.info("%s epoch %d: %s", type(pl_module).__name__, trainer.current_epoch,
+                 _metrics(trainer))
+
+
+def _metrics(trainer: L.Trainer) -> str:
+    return ", ".join(f"{k}={float(v):.3f}" for k, v in sorted(trainer.callback_metrics.items()))
+
+
 def _save_atomic(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -130,10 +145,11 @@ class MedSemDeID(DeIdMethod):
         return self.work_dir / f"{stage}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
 
     def _trainer(self, root: Path, epochs: int, *, resumable: bool = False) -> L.Trainer:
-        callbacks = []
+        callbacks = [_EpochLog()]
         if resumable:
+            # monitor=None, top-1: the newest epoch is kept (and copied to last.ckpt) each epoch
             callbacks.append(L.pytorch.callbacks.ModelCheckpoint(
-                dirpath=root, save_last=True, save_top_k=0, every_n_epochs=1))
+                dirpath=root, save_last=True, save_top_k=1, every_n_epochs=1))
         kwargs = dict(max_epochs=epochs, default_root_dir=root, logger=False,
                       enable_checkpointing=resumable, callbacks=callbacks,
                       enable_model_summary=False, deterministic="warn", log_every_n_steps=10)
@@ -150,8 +166,9 @@ class MedSemDeID(DeIdMethod):
             return enc_med
         module = MedicalSemanticsModule(enc_med, cfg.pre_lr, cfg.med_epochs)
         val_loader = _loader(val, 256, False, 0) if val else None
-        self._trainer(path.parent, cfg.med_epochs).fit(
-            module, _loader(train, cfg.batch_size, True, self.seed + 1), val_loader)
+        trainer = self._trainer(path.parent, cfg.med_epochs)
+        trainer.fit(module, _loader(train, cfg.batch_size, True, self.seed + 1), val_loader)
+        log.info("Enc_med trained: %s", _metrics(trainer))
         if not self._smoke_run():
             _save_atomic(enc_med.state_dict(), path)
         return enc_med
@@ -166,8 +183,9 @@ class MedSemDeID(DeIdMethod):
         classes = torch.unique(train["identity"])
         data = {**train, "identity_class": torch.searchsorted(classes, train["identity"])}
         module = IdentityModule(id_net, len(classes), cfg.pre_lr, cfg.id_epochs)
-        self._trainer(path.parent, cfg.id_epochs).fit(
-            module, _loader(data, cfg.batch_size, True, self.seed + 2))
+        trainer = self._trainer(path.parent, cfg.id_epochs)
+        trainer.fit(module, _loader(data, cfg.batch_size, True, self.seed + 2))
+        log.info("identity network trained: %s", _metrics(trainer))
         if not self._smoke_run():
             _save_atomic(id_net.state_dict(), path)
         return id_net
@@ -220,6 +238,7 @@ class MedSemDeID(DeIdMethod):
         trainer = self._trainer(root / "deid", self.cfg.deid_epochs, resumable=not self._smoke_run())
         trainer.fit(module, _loader(train, self.cfg.batch_size, True, self.seed + 3),
                     ckpt_path=last if last.exists() else None)
+        log.info("DeID network trained: %s", _metrics(trainer))
         self.net = net.cpu().eval()
 
     # -- caching ---------------------------------------------------------------------------------

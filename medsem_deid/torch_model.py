@@ -6,7 +6,8 @@ The paper fixes the data flow (image encoder -> features (+) Enc_med features (+
 ID-encryptor -> decoder; de-identified image (+) key -> ID-decryptor -> decoder) but not the
 layers. Our choice: the encryptor is a key-conditioned affine-coupling flow (RealNVP, Dinh et
 al. 2017) in logit space, whose coupling conditioners are the paper's image encoder ->
-concatenation -> ID-encryptor -> decoder U-Nets. The ID-decryptor runs the same couplings
+concatenation -> ID-encryptor -> decoder U-Nets; coupling i edits colour channel i mod 3
+given the other two. The ID-decryptor runs the same couplings
 backwards from the de-identified image and the key alone, so recovery with the right key is
 exact up to float/8-bit rounding, and a wrong key scrambles the face instead.
 """
@@ -98,20 +99,25 @@ class KeyEmbedding(nn.Module):
 class CouplingConditioner(nn.Module):
     """Image encoder -> (+) Enc_med features (+) key embedding -> ID-encryptor -> decoder.
 
-    A U-Net on one half of the squeezed image; outputs log-scale and shift for the other half.
-    The last layer starts at zero so every coupling starts near the identity map (Glow).
+    A U-Net on the two colour channels a coupling keeps; outputs the scale and shift of the
+    third. It works at half resolution (strided first layer) and its output is upsampled
+    bilinearly, so every edit is smooth. The last layer starts at zero, so every coupling
+    starts near the identity map (Glow).
     """
 
     def __init__(self, in_ch: int, out_ch: int, width: int, med_channels: int, key_channels: int):
         super().__init__()
         w = width
-        self.enc1 = conv_gn(in_ch, w)
+        self.enc1 = conv_gn(in_ch, w, 2)
         self.enc2 = nn.Sequential(conv_gn(w, 2 * w, 2), conv_gn(2 * w, 2 * w))
         self.enc3 = conv_gn(2 * w, 4 * w, 2)
         self.encryptor = nn.Sequential(conv_gn(4 * w + med_channels + key_channels, 4 * w),
                                        conv_gn(4 * w, 4 * w))
         self.dec2 = conv_gn(4 * w + 2 * w, 2 * w)
         self.dec1 = conv_gn(2 * w + w, w)
+        # the key also modulates every decoder stage (FiLM, Perez et al. 2018): joined only at
+        # the bottleneck, different keys learned to give nearly the same face
+        self.key_film = nn.Linear(key_channels, 2 * (2 * w + w))
         self.out = nn.Conv2d(w, 2 * out_ch, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -119,8 +125,8 @@ class CouplingConditioner(nn.Module):
         # the gradient through the sigmoid stays non-zero
         nn.init.constant_(self.out.bias[:out_ch], -5.0)
 
-    def forward(self, half: Tensor, med: Tensor | None, key: Tensor) -> tuple[Tensor, Tensor]:
-        s1 = self.enc1(half)
+    def forward(self, kept: Tensor, med: Tensor | None, key: Tensor) -> tuple[Tensor, Tensor]:
+        s1 = self.enc1(kept)
         s2 = self.enc2(s1)
         bottleneck = self.enc3(s2)
         size = bottleneck.shape[-2:]
@@ -128,25 +134,25 @@ class CouplingConditioner(nn.Module):
         if med is not None:
             joined.insert(1, F.adaptive_avg_pool2d(med, size))  # channel-wise concatenation
         h = self.encryptor(torch.cat(joined, 1))
+        gain2, bias2, gain1, bias1 = self.key_film(key).split(
+            [s2.shape[1], s2.shape[1], s1.shape[1], s1.shape[1]], 1)
         h = self.dec2(torch.cat([F.interpolate(h, size=s2.shape[-2:]), s2], 1))
+        h = h * (1 + gain2[:, :, None, None]) + bias2[:, :, None, None]
         h = self.dec1(torch.cat([F.interpolate(h, size=s1.shape[-2:]), s1], 1))
-        log_scale, shift = self.out(h).chunk(2, 1)
+        h = h * (1 + gain1[:, :, None, None]) + bias1[:, :, None, None]
+        out = F.interpolate(self.out(h), size=kept.shape[-2:], mode="bilinear",
+                            align_corners=False)
+        log_scale, shift = out.chunk(2, 1)
         return log_scale, shift
 
 
-# squeezed layout: channel c*4 + p for colour c and 2x2 position p = 2*row + col; the two
-# halves are the diagonal (p 0, 3) and anti-diagonal (p 1, 2) pixels, so each half sees the
-# whole face at half resolution
-_HALF_A = [c * 4 + p for c in range(3) for p in (0, 3)]
-_HALF_B = [c * 4 + p for c in range(3) for p in (1, 2)]
-_UNSPLIT = [(_HALF_A + _HALF_B).index(c) for c in range(12)]
-
-
-def half_to_image(half_pixels: Tensor) -> Tensor:
-    """A [B,6,h,w] half (pixel space) as a [B,3,2h,2w] image, for Enc_med."""
-    b, _, h, w = half_pixels.shape
-    rgb = half_pixels.view(b, 3, 2, h, w).mean(2)
-    return F.interpolate(rgb, scale_factor=2, mode="nearest")
+def channel_dropped(images: Tensor, channel: int) -> Tensor:
+    """``images`` with ``channel`` replaced by the mean of the other two: what a coupling that
+    edits ``channel`` may look at, as an RGB image for Enc_med."""
+    kept = [c for c in range(3) if c != channel]
+    out = images.clone()
+    out[:, channel] = images[:, kept].mean(1)
+    return out
 
 
 class MedSemDeIDNet(nn.Module):
@@ -166,7 +172,7 @@ class MedSemDeIDNet(nn.Module):
         self.key_embedding = KeyEmbedding(key_bits, key_channels)
         med = med_channels if enc_med is not None else 0
         self.couplings = nn.ModuleList(
-            CouplingConditioner(6, 6, width, med, key_channels) for _ in range(num_couplings))
+            CouplingConditioner(2, 1, width, med, key_channels) for _ in range(num_couplings))
 
     def freeze_prior(self) -> None:
         """Enc_med is trained first and never updated by DeID training (as in the paper)."""
@@ -180,36 +186,35 @@ class MedSemDeIDNet(nn.Module):
             self.enc_med.eval()  # frozen: BatchNorm statistics stay as pre-trained
         return self
 
-    def _coupling(self, index: int, fixed: Tensor, key: Tensor, bound: float
+    def _coupling(self, index: int, z: Tensor, key: Tensor, bound: float
                   ) -> tuple[Tensor, Tensor]:
-        """Scale ``alpha`` in [e^-S, 1) and shift ``beta`` of coupling ``index``.
+        """Scale ``alpha`` in [e^-S, 1) and shift ``beta`` of coupling ``index``, which edits
+        colour channel ``index % 3`` of the logits ``z`` given the other two.
 
         ``|beta| <= margin + bound * (1 - alpha)`` keeps ``|alpha z + beta| <= bound + margin``:
         logits stay where float32 sigmoid/logit are precise, so decryption stays exact, and to
         move a pixel far the coupling must first fade the original out (a soft replacement).
         """
-        pixels = torch.sigmoid(fixed)
+        channel = index % 3
+        pixels = torch.sigmoid(z)
         med = None
         if self.enc_med is not None:
             with torch.no_grad():  # a conditioning signal: no gradient through the prior here
-                med = self.enc_med(half_to_image(pixels))[0]
-        raw_scale, raw_shift = self.couplings[index](pixels * 2 - 1, med, key)
-        log_alpha = -self.scale_limit * torch.sigmoid(raw_scale)
-        alpha = torch.exp(log_alpha)
+                med = self.enc_med(channel_dropped(pixels, channel))[0]
+        kept = pixels[:, [c for c in range(3) if c != channel]]
+        raw_scale, raw_shift = self.couplings[index](kept * 2 - 1, med, key)
+        alpha = torch.exp(-self.scale_limit * torch.sigmoid(raw_scale))
         beta = (self.shift_margin + bound * (1 - alpha)) * torch.tanh(raw_shift)
         return alpha, beta
 
-    def _bounds(self) -> list[tuple[float, float]]:
-        """Logit bound of each half before each coupling (each coupling widens one by margin)."""
-        start = math.log((1 - _EPS) / _EPS)
-        bounds, a, b = [], start, start
+    def _bounds(self) -> list[float]:
+        """Logit bound of the edited channel before each coupling (each widens it by margin)."""
+        bound = [math.log((1 - _EPS) / _EPS)] * 3
+        out = []
         for i in range(len(self.couplings)):
-            bounds.append((a, b))
-            if i % 2 == 0:
-                b += self.shift_margin
-            else:
-                a += self.shift_margin
-        return bounds
+            out.append(bound[i % 3])
+            bound[i % 3] += self.shift_margin
+        return out
 
     def _check(self, images: Tensor, keys: Tensor) -> None:
         if images.dim() != 4 or images.shape[1] != 3 or images.shape[-1] % 2 or images.shape[-2] % 2:
@@ -220,34 +225,20 @@ class MedSemDeIDNet(nn.Module):
     def encrypt(self, images: Tensor, keys: Tensor) -> Tensor:
         """ID-encryptor: de-identify ``images`` [B,3,H,W] in [0,1] under ``keys`` [B,K]."""
         self._check(images, keys)
-        z = F.pixel_unshuffle(torch.logit(images.clamp(_EPS, 1 - _EPS)), 2)
-        a, b = z[:, _HALF_A], z[:, _HALF_B]
+        channels = list(torch.logit(images.clamp(_EPS, 1 - _EPS)).unbind(1))
         key = self.key_embedding(keys.to(images.dtype))
-        for i, (bound_a, bound_b) in enumerate(self._bounds()):
-            if i % 2 == 0:
-                alpha, beta = self._coupling(i, a, key, bound_b)
-                b = alpha * b + beta
-            else:
-                alpha, beta = self._coupling(i, b, key, bound_a)
-                a = alpha * a + beta
-        return torch.sigmoid(self._merge(a, b))
+        for i, bound in enumerate(self._bounds()):
+            alpha, beta = self._coupling(i, torch.stack(channels, 1), key, bound)
+            channels[i % 3] = alpha[:, 0] * channels[i % 3] + beta[:, 0]
+        return torch.sigmoid(torch.stack(channels, 1))
 
     def decrypt(self, images: Tensor, keys: Tensor) -> Tensor:
         """ID-decryptor: restore the original face from a de-identified image and its key."""
         self._check(images, keys)
-        z = F.pixel_unshuffle(torch.logit(images.clamp(1e-6, 1 - 1e-6)), 2)
-        a, b = z[:, _HALF_A], z[:, _HALF_B]
+        channels = list(torch.logit(images.clamp(1e-6, 1 - 1e-6)).unbind(1))
         key = self.key_embedding(keys.to(images.dtype))
-        for i, (bound_a, bound_b) in reversed(list(enumerate(self._bounds()))):
-            if i % 2 == 0:
-                alpha, beta = self._coupling(i, a, key, bound_b)
-                b = (b - beta) / alpha
-            else:
-                alpha, beta = self._coupling(i, b, key, bound_a)
-                a = (a - beta) / alpha
+        for i, bound in reversed(list(enumerate(self._bounds()))):
+            alpha, beta = self._coupling(i, torch.stack(channels, 1), key, bound)
+            channels[i % 3] = (channels[i % 3] - beta[:, 0]) / alpha[:, 0]
         # a wrong key can push logits far out; sigmoid keeps the output a valid image
-        return torch.sigmoid(self._merge(a, b).clamp(-20, 20))
-
-    @staticmethod
-    def _merge(a: Tensor, b: Tensor) -> Tensor:
-        return F.pixel_shuffle(torch.cat([a, b], 1)[:, _UNSPLIT], 2)
+        return torch.sigmoid(torch.stack(channels, 1).clamp(-20, 20))
