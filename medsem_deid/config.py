@@ -36,13 +36,13 @@ class MedSemConfig:
     id_margin: float = 0.0  # push-away: cos(de-identified, source) above this is penalised
     diversity_margin: float = 0.2  # key diversity: cos between two keys' outputs above this
     w_identity: float = 2.0
-    w_medical: float = 2.0
+    w_medical: float = 4.0
     w_locality: float = 4.0  # outside the head
-    w_eye_locality: float = 2.0  # periocular region: the signs live there
+    w_eye_locality: float = 8.0  # periocular region: the signs live there (and the classifier looks)
     w_naturalness: float = 0.5
     w_smoothness: float = 2.0  # total variation of the change (no checkerboard)
     w_recovery: float = 1.0
-    w_wrong_key: float = 1.0
+    w_wrong_key: float = 2.0
     w_diversity: float = 0.5
 
     def replace(self, **changes) -> "MedSemConfig":
