@@ -9,10 +9,12 @@ other images of identities that have one, a hit when the nearest enrolment is th
 """
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,6 +33,8 @@ from benchmark.metrics import (
 )
 from benchmark.validation import call_checked, call_plugin, check_images
 
+
+log = logging.getLogger(__name__)
 
 #: PSNR of an exact recovery (infinite) is reported as this
 PSNR_CAP_DB = 100.0
@@ -109,19 +113,58 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+#: per-image outputs of the evaluators on the clean test split (cached between runs)
+CLEAN_KEYS = ("clean_pred", "clean_sign_probs", "clean_emb", "clean_fn")
+
+
+@torch.no_grad()
+def clean_outputs(test_loader, evaluators: Evaluators, *, lesion_masks: dict[int, Tensor],
+                  device: torch.device, cache: Path | None = None, progress: bool = True
+                  ) -> dict[str, Tensor]:
+    """The evaluators' outputs on the clean test images (the reference every method is scored
+    against): they depend only on the evaluators and the data, so they are computed once and
+    cached in ``cache`` (written atomically), not recomputed in every run."""
+    if cache is not None and cache.is_file():
+        try:
+            return torch.load(cache, map_location="cpu", weights_only=True)
+        except Exception as err:  # a truncated or foreign file: recompute it
+            log.warning("ignoring unreadable clean-output cache %s: %s", cache, err)
+    out, clean_dice = _Collector(), LesionDice()
+    for batch in tqdm(test_loader, desc="evaluators on clean test images",
+                      disable=not progress):
+        images, landmarks = batch["image"].to(device), batch["landmarks"].to(device)
+        probs, sign_probs = evaluators.classifier.predict(images, landmarks)
+        out.add(index=batch["index"], clean_pred=probs.argmax(1), clean_sign_probs=sign_probs,
+                clean_emb=evaluators.identity.embed(images))
+        if evaluators.facenet is not None:
+            out.add(clean_fn=evaluators.facenet.embed(images))
+        _lesion_dice(evaluators, batch, images, lesion_masks, clean_dice, device)
+    result = {k: out.get(k) for k in ("index", *CLEAN_KEYS) if out.get(k) is not None}
+    result["clean_dice"] = clean_dice.per_sample().cpu()
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        torch.save(result, tmp)
+        os.replace(tmp, cache)
+    return result
+
+
 @torch.no_grad()
 def run_test_pass(method: DeIdMethod, test_loader, evaluators: Evaluators, *,
                   lesion_masks: dict[int, Tensor], seed: int, device: torch.device,
-                  grid_images: int = 8, progress: bool = True) -> tuple[_Collector, dict]:
+                  grid_images: int = 8, progress: bool = True,
+                  clean_cache: Path | None = None) -> tuple[_Collector, dict]:
     """De-identify every test image once (plus recovery for reversible methods) and keep what
-    the scores need: embeddings, predictions, per-image Dice/PSNR/SSIM, timings."""
+    the scores need: embeddings, predictions, per-image Dice/PSNR/SSIM, timings. The clean
+    references come from :func:`clean_outputs` (cached in ``clean_cache``), so the evaluators
+    see the clean test split once per evaluator set, not once per run."""
     name, bits = method.name, int(method.key_bits)
     n_total = len(test_loader.dataset)
     right = draw_keys(n_total, bits, seed + 1) if bits else None
     wrong = draw_keys(n_total, bits, seed + 2) if bits else None
     other = draw_keys(n_total, bits, seed + 3) if bits else None
     out = _Collector()
-    dice, clean_dice = LesionDice(), LesionDice()
+    dice = LesionDice()
     grid: dict[str, list[Tensor]] = {}
     anonymize_s, batch_sizes, start = [], [], 0
     _reset_peak_memory(device)
@@ -143,16 +186,13 @@ def run_test_pass(method: DeIdMethod, test_loader, evaluators: Evaluators, *,
         batch_sizes.append(b)
 
         landmarks = batch["landmarks"].to(device)
-        probs, sign_probs = evaluators.classifier.predict(images, landmarks)
         deid_probs, deid_sign_probs = evaluators.classifier.predict(deid, landmarks)
         out.add(label=batch["label"], signs=batch["signs"], identity=batch["identity"],
-                clean_pred=probs.argmax(1), clean_sign_probs=sign_probs,
-                deid_pred=deid_probs.argmax(1), deid_sign_probs=deid_sign_probs,
-                clean_emb=evaluators.identity.embed(images),
-                deid_emb=evaluators.identity.embed(deid))
+                index=batch["index"], deid_pred=deid_probs.argmax(1),
+                deid_sign_probs=deid_sign_probs, deid_emb=evaluators.identity.embed(deid))
         if evaluators.facenet is not None:
-            out.add(clean_fn=evaluators.facenet.embed(images), deid_fn=evaluators.facenet.embed(deid))
-        _lesion_dice(evaluators, batch, images, deid, lesion_masks, dice, clean_dice, device)
+            out.add(deid_fn=evaluators.facenet.embed(deid))
+        _lesion_dice(evaluators, batch, deid, lesion_masks, dice, device)
         shown = {"original": images, "de-identified": deid}
         if method.reversible:
             shown.update(_recovery(method, images, deid, keys, wrong[sl].to(device),
@@ -161,6 +201,22 @@ def run_test_pass(method: DeIdMethod, test_loader, evaluators: Evaluators, *,
             have = sum(len(t) for t in grid.get(row, []))
             if have < grid_images:
                 grid.setdefault(row, []).append(tensor[: grid_images - have].cpu())
+    clean = clean_outputs(test_loader, evaluators, lesion_masks=lesion_masks, device=device,
+                          cache=clean_cache, progress=progress)
+    if not torch.equal(clean["index"], out.get("index")) or (
+            evaluators.facenet is not None and "clean_fn" not in clean):
+        log.warning("clean-output cache %s does not match this test split; recomputing",
+                    clean_cache)
+        if clean_cache is not None:
+            clean_cache.unlink(missing_ok=True)
+        clean = clean_outputs(test_loader, evaluators, lesion_masks=lesion_masks,
+                              device=device, cache=clean_cache, progress=progress)
+    for key in CLEAN_KEYS:
+        if key in clean:
+            out.parts[key] = [clean[key]]
+    clean_dice = LesionDice()
+    if len(clean["clean_dice"]):
+        clean_dice.values.append(clean["clean_dice"])
     cost = {
         "images_per_s": n_total / max(sum(anonymize_s), 1e-9),
         "anonymize_s": sum(anonymize_s),
@@ -173,15 +229,15 @@ def run_test_pass(method: DeIdMethod, test_loader, evaluators: Evaluators, *,
     return out, {"cost": cost, **extras}
 
 
-def _lesion_dice(evaluators, batch, images, deid, lesion_masks, dice, clean_dice, device):
+def _lesion_dice(evaluators, batch, images, lesion_masks, dice, device):
+    """Per-image Dice of the segmenter on ``images`` for the batch rows that have a mask."""
     if evaluators.segmenter is None or not lesion_masks:
         return
     rows = [i for i, r in enumerate(batch["index"].tolist()) if r in lesion_masks]
     if not rows:
         return
     target = torch.stack([lesion_masks[batch["index"][i].item()] for i in rows]).to(device)
-    dice.update(evaluators.segmenter.predict(deid[rows]).cpu(), target.cpu())
-    clean_dice.update(evaluators.segmenter.predict(images[rows]).cpu(), target.cpu())
+    dice.update(evaluators.segmenter.predict(images[rows]).cpu(), target.cpu())
 
 
 def _recovery(method, images, deid, keys, wrong_keys, other_keys, method_batch, evaluators, out):
@@ -356,10 +412,13 @@ def _reversibility_scores(out, scores, chance, identity, resamples, seed):
 def evaluate_method(method: DeIdMethod, test_loader, evaluators: Evaluators, *,
                     classes: list[str], signs: list[str], lesion_masks: dict[int, Tensor],
                     seed: int, device: torch.device, resamples: int = 1000,
-                    grid_images: int = 8, progress: bool = True) -> Evaluation:
-    """One pass over the test split, then every score with its bootstrap 95% CI."""
+                    grid_images: int = 8, progress: bool = True,
+                    clean_cache: Path | None = None) -> Evaluation:
+    """One pass over the test split, then every score with its bootstrap 95% CI.
+    ``clean_cache``: file caching the evaluators' clean-test outputs
+    (:meth:`Evaluators.clean_cache_path`); None recomputes them."""
     out, extras = run_test_pass(method, test_loader, evaluators, lesion_masks=lesion_masks,
                                 seed=seed, device=device, grid_images=grid_images,
-                                progress=progress)
+                                progress=progress, clean_cache=clean_cache)
     return compute_scores(out, extras, classes=classes, signs=signs, resamples=resamples,
                           seed=seed)

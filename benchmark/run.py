@@ -238,7 +238,8 @@ def run(args) -> dict:
             method, datamodule.test_dataloader(), evaluators, classes=datamodule.classes,
             signs=datamodule.signs, lesion_masks=lesion_masks(seg), seed=args.seed,
             device=device, resamples=profile.bootstrap_resamples,
-            grid_images=profile.grid_images, progress=not args.quiet)
+            grid_images=profile.grid_images, progress=not args.quiet,
+            clean_cache=evaluators.clean_cache_path(fingerprint, profile.image_size))
     with phase(times, "writing"):
         record = build_record(args, method, evaluation, root=root, fingerprint=fingerprint,
                               profile=profile, evaluator_dir=evaluators.directory,

@@ -124,3 +124,38 @@ def test_fit_sees_only_train_and_val(tiny_mema):
 def test_missing_data_root_is_a_clear_error(capsys):
     with pytest.raises(SystemExit, match="--data-root"):
         main(["--method", "identity", "--dataset", "mema"])
+
+
+def test_clean_outputs_are_cached_and_not_recomputed(tiny_mema, tmp_path, monkeypatch):
+    """The first run caches the evaluators' clean-test outputs; a second run embeds only its
+    de-identified images (one identity pass), and recomputes when the cache is gone."""
+    from benchmark.evaluators import IdentityRecognizer
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MEMA_BENCH_CACHE", str(cache))
+    embedded = []
+    original = IdentityRecognizer.embed
+    monkeypatch.setattr(IdentityRecognizer, "embed",
+                        lambda self, images: embedded.append(len(images)) or original(self, images))
+    args = ["--method", "blur", "--dataset", "mema", "--data-root", str(tiny_mema),
+            "--profile", "toy", "--output", str(tmp_path / "lb"), "--quiet"]
+    assert main(args) == 0
+    record = json.loads((tmp_path / "lb" / "runs" / "mema" / "blur.json").read_text())
+    n_test, first_clean = record["n_test"], record["clean"]
+    assert sum(embedded) == 2 * n_test  # de-identified and clean
+    files = list(cache.glob("evaluators/*/*/clean-outputs/*.pt"))
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+
+    embedded.clear()
+    assert main(args) == 0
+    assert sum(embedded) == n_test  # de-identified only: the clean outputs came from the cache
+    assert files[0].stat().st_mtime_ns == stamp
+    record = json.loads((tmp_path / "lb" / "runs" / "mema" / "blur.json").read_text())
+    assert record["clean"] == first_clean
+
+    files[0].unlink()
+    embedded.clear()
+    assert main(args) == 0
+    assert sum(embedded) == 2 * n_test
+    assert files[0].is_file()

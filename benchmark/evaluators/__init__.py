@@ -5,6 +5,7 @@ handed to a method: the harness alone holds them.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -38,6 +39,20 @@ class Evaluators:
     directory: Path | None = None
     #: which evaluators were trained (not loaded from the cache) by this call
     trained: list[str] = field(default_factory=list)
+
+    def clean_cache_path(self, fingerprint: str, image_size: int) -> Path | None:
+        """File caching these evaluators' outputs on the clean test split of the dataset
+        ``fingerprint`` at ``image_size`` px (see ``benchmark.evaluation.clean_outputs``).
+        The name also hashes the checkpoints' sizes and times (and the FaceNet weights file),
+        so retrained evaluators never reuse stale outputs."""
+        if self.directory is None:
+            return None
+        files = sorted(self.directory.glob("*.pt"))
+        if self.facenet is not None:
+            files.append(Path(self.facenet.weights_file).resolve())
+        stamp = "|".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+        digest = hashlib.sha256(stamp.encode()).hexdigest()[:12]
+        return self.directory / "clean-outputs" / f"{fingerprint}-{image_size}px-{digest}.pt"
 
     def to(self, device) -> "Evaluators":
         for net in (self.classifier, self.identity, self.segmenter, self.facenet):

@@ -21,6 +21,7 @@ class FaceNetRecognizer(nn.Module):
         from facenet_pytorch import MTCNN, InceptionResnetV1
 
         path = Path(weights_file)
+        self.weights_file = path
         if not path.is_file():
             raise FileNotFoundError(f"--facenet-weights: no such file {path}")
         try:
