@@ -338,6 +338,14 @@ def diagnosis_scores(prefix: str, pred: Tensor, sign_probs: Tensor, out: _Collec
     return scores
 
 
+def _kappa(a: Tensor, b: Tensor, num_classes: int) -> Tensor:
+    """Cohen's kappa of two diagnoses; identical diagnoses agree perfectly (1), also when they
+    are all one class, where the textbook formula is 0/0."""
+    if torch.equal(a, b):
+        return torch.tensor(1.0)
+    return cohen_kappa(a, b, "multiclass", num_classes=num_classes, validate_args=False)
+
+
 def compute_scores(out: _Collector, extras: dict, *, classes: list[str], signs: list[str],
                    resamples: int, seed: int) -> Evaluation:
     """Turn the pass' per-image records into scores, chance levels and clean references."""
@@ -355,8 +363,7 @@ def compute_scores(out: _Collector, extras: dict, *, classes: list[str], signs: 
     scores.update(diagnosis_scores("", deid_pred, out.get("deid_sign_probs"), out, c,
                                    resamples, seed))
     scores["kappa"] = _statistic_score(
-        lambda i: cohen_kappa(deid_pred[i], clean_pred[i], "multiclass", num_classes=c,
-                              validate_args=False), n, resamples, seed)
+        lambda i: _kappa(deid_pred[i], clean_pred[i], c), n, resamples, seed)
     label = out.get("label")
     chance["accuracy"] = float(torch.bincount(label, minlength=c).max()) / n  # majority class
     if len(extras["dice"].per_sample()):

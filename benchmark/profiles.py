@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 #: bump when evaluator code changes what a cached checkpoint means
-EVALUATOR_CODE_VERSION = 3
+EVALUATOR_CODE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -43,15 +43,25 @@ class SegmenterConfig:
 
 @dataclass(frozen=True)
 class IdentityConfig:
-    """Learned identity recogniser: embedding network trained with a CosFace margin loss."""
+    """Learned identity recogniser: embedding network trained with a CosFace margin loss and
+    occlusion augmentation (``benchmark.evaluators.identity.occlude``)."""
 
-    backbone: str = "resnet18d"
+    #: ``face_cnn`` (small plain CNN keeping a 4x4 spatial map) or a timm model name
+    backbone: str = "face_cnn"
+    #: base channel width of ``face_cnn``
+    width: int = 16
     embedding_dim: int = 128
     margin: float = 0.25
-    scale: float = 24.0
+    scale: float = 16.0
     epochs: int = 15
     lr: float = 3e-3
     seed: int = 7717
+    #: mirror augmentation; off by default: MeMa faces can differ left/right (laterality)
+    flip: bool = False
+    #: per-image probability of hiding the face outside the periocular region in training
+    p_keep_eyes: float = 0.3
+    #: per-image probability of random erasing in training
+    p_erase: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -113,7 +123,8 @@ PROFILES: dict[str, Profile] = {
             segmenter=SegmenterConfig(
                 encoder="resnet18", encoder_depth=3, decoder_channels=(64, 32, 16), epochs=20
             ),
-            identity=IdentityConfig(backbone="regnetx_002", embedding_dim=128, epochs=8),
+            identity=IdentityConfig(backbone="face_cnn", width=16, embedding_dim=128,
+                                    epochs=12),
         ),
     ),
     "full": Profile(
@@ -131,8 +142,8 @@ PROFILES: dict[str, Profile] = {
                 decoder_channels=(256, 128, 64, 32, 16), epochs=60, lr=1e-3,
             ),
             identity=IdentityConfig(
-                backbone="resnet50d", embedding_dim=256, epochs=60, lr=1e-3, margin=0.35,
-                scale=30.0,
+                backbone="face_cnn", width=64, embedding_dim=256, epochs=60, lr=1e-3,
+                margin=0.35, scale=30.0,
             ),
         ),
     ),

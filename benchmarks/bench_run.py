@@ -1,6 +1,7 @@
 """Time `python -m benchmark.run` (issue #3 speed targets; a benchmark, not a test).
 
     python benchmarks/bench_run.py [--method blur] [--profile quick] [--cache DIR]
+                                   [--data-from CACHE]
 
 1. first run on a fresh cache: MeMa-Synth generation + evaluator training + fit + evaluation
    (target < 10 min on a 2-core CPU);
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,8 +56,14 @@ def main() -> int:
     parser.add_argument("--method", default="blur")
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--cache", type=Path, help="cache folder (default: a fresh temp dir)")
+    parser.add_argument("--data-from", type=Path, metavar="CACHE",
+                        help="copy the generated datasets of this cache folder (its data/) into "
+                             "the fresh cache, so the first run times evaluator training, fit "
+                             "and evaluation without MeMa-Synth generation")
     args = parser.parse_args()
     cache = args.cache or Path(tempfile.mkdtemp(prefix="mema-bench-cache-"))
+    if args.data_from:
+        shutil.copytree(args.data_from / "data", cache / "data", dirs_exist_ok=True)
     output = Path(tempfile.mkdtemp(prefix="mema-bench-lb-"))
 
     first_s, first = timed_run(args.method, args.profile, cache, output)

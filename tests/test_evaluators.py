@@ -161,3 +161,29 @@ def test_periocular_crop_follows_the_landmarks():
     crops = periocular_crop(images, landmarks, (12, 24))
     assert crops.shape == (2, 3, 12, 24)
     assert crops[0, 0].mean() > 0.3 and crops[1, 0].mean() < 0.05
+
+
+def test_recogniser_occlusion_keeps_eyes_and_hides_the_rest_of_the_face():
+    from benchmark.evaluators.identity import occlude
+    from data.regions import face_mask, periocular_mask
+
+    torch.manual_seed(0)
+    images = torch.rand(6, 3, 32, 32)
+    landmarks = CANONICAL_LANDMARKS.expand(6, 5, 2)
+    face, eyes = face_mask(landmarks, (32, 32)), periocular_mask(landmarks, (32, 32))
+    changed = (occlude(images, landmarks, p_keep_eyes=1.0, p_erase=0.0) - images).abs().amax(1,
+                                                                                        True)
+    assert (changed[eyes.bool()] == 0).all()  # the periocular region is kept as it is
+    assert (changed[~face.bool()] == 0).all()  # the background too
+    hidden = (face * (1 - eyes)).bool()
+    assert (changed[hidden] > 0).float().mean() > 0.95  # the rest of the face is replaced
+
+    erased = (occlude(images, landmarks, p_keep_eyes=0.0, p_erase=1.0) - images).abs().amax(1)
+    fraction = (erased > 0).flatten(1).float().mean(1)
+    assert ((fraction > 0.005) & (fraction < 0.3)).all()  # one rectangle per image
+    torch.testing.assert_close(occlude(images, landmarks, 0.0, 0.0), images)
+    recogniser = IdentityRecognizer([0, 1], backbone="face_cnn", width=4, embedding_dim=8,
+                                    max_shift=0, flip=False, p_keep_eyes=1.0, p_erase=0.0)
+    torch.testing.assert_close(recogniser.augment(images, landmarks)[:, :, eyes[0, 0].bool()],
+                               images[:, :, eyes[0, 0].bool()])
+    assert recogniser(images).shape == (6, 8)

@@ -90,7 +90,8 @@ def _build(name: str, config: EvaluatorConfig, datamodule):
     if name == "identity":
         c = config.identity
         return IdentityRecognizer(_train_identities(datamodule), c.backbone, c.embedding_dim,
-                                  c.margin, c.scale, c.lr)
+                                  c.margin, c.scale, c.lr, flip=c.flip, width=c.width,
+                                  p_keep_eyes=c.p_keep_eyes, p_erase=c.p_erase)
     c = config.segmenter
     return LesionSegmenter(c.encoder, c.encoder_depth, tuple(c.decoder_channels), c.lr)
 
