@@ -26,7 +26,7 @@ from torchmetrics.functional.classification import multiclass_f1_score, multilab
 from tqdm.auto import tqdm
 
 from benchmark.api import METHOD_INPUT_KEYS, DeIdMethod
-from benchmark.bootstrap import bootstrap_ci, bootstrap_mean_ci
+from benchmark.bootstrap import _percentiles, _resamples, bootstrap_ci, bootstrap_mean_ci
 from benchmark.evaluators import Evaluators
 from benchmark.metrics import (
     IdentityDiversity, IdentitySimilarity, LesionDice, ReidentificationRate,
@@ -320,21 +320,56 @@ def impostor_similarity(embeddings: Tensor, identity: Tensor) -> tuple[float, fl
     return float(sim[~same].mean()), float(genuine.mean()) if len(genuine) else float("nan")
 
 
+def _count_score(counts: Tensor, score_fn, resamples: int, seed: int) -> Score:
+    """A score that is a function of per-image counts summed over the test images
+    (``counts [n,K]`` -> ``score_fn(sums [R,K]) -> [R]``), with its bootstrap CI computed for
+    all resamples at once: each resample is a weight vector (how often each image was drawn),
+    so the sums are one matrix product. Same resamples as :func:`bootstrap_ci`."""
+    counts = counts.double()
+    n = len(counts)
+    stats = []
+    for idx in _resamples(n, resamples, seed):
+        weights = torch.zeros(len(idx), n, dtype=torch.float64)
+        weights.scatter_add_(1, idx, torch.ones_like(idx, dtype=torch.float64))
+        stats.append(score_fn(weights @ counts))
+    low, high = _percentiles(torch.cat(stats), 0.95)
+    return Score(float(score_fn(counts.sum(0, keepdim=True))[0]), float(low), float(high))
+
+
+def _f1_counts(pred: Tensor, true: Tensor) -> Tensor:
+    """Per-image true positive, false positive and false negative indicators ``[n, 3K]``
+    of {0,1} predictions and targets ``[n,K]``."""
+    pred, true = pred.bool(), true.bool()
+    return torch.cat([pred & true, pred & ~true, ~pred & true], dim=1).double()
+
+
+def _macro_f1(ignore_absent: bool):
+    """Macro F1 from summed counts ``[R, 3K]``, as torchmetrics computes it: 0 where a class
+    has no true or predicted positive; multiclass ignores classes absent from both."""
+    def score(sums: Tensor) -> Tensor:
+        tp, fp, fn = sums.chunk(3, dim=1)
+        denominator = 2 * tp + fp + fn
+        f1 = torch.where(denominator > 0, 2 * tp / denominator.clamp_min(1e-12),
+                         torch.zeros_like(tp))
+        weights = (denominator > 0).double() if ignore_absent else torch.ones_like(tp)
+        return (f1 * weights).sum(1) / weights.sum(1).clamp_min(1e-12)
+    return score
+
+
 def diagnosis_scores(prefix: str, pred: Tensor, sign_probs: Tensor, out: _Collector,
                      num_classes: int, resamples: int, seed: int) -> dict[str, Score]:
     label, signs = out.get("label"), out.get("signs")
-    n = len(label)
+    one_hot = torch.nn.functional.one_hot
     scores = {
         f"{prefix}accuracy": _mean_score((pred == label).float(), resamples, seed),
-        f"{prefix}macro_f1": _statistic_score(
-            lambda i: multiclass_f1_score(pred[i], label[i], num_classes, average="macro",
-                                          validate_args=False), n, resamples, seed),
+        f"{prefix}macro_f1": _count_score(
+            _f1_counts(one_hot(pred, num_classes), one_hot(label, num_classes)),
+            _macro_f1(ignore_absent=True), resamples, seed),
     }
     if signs.shape[1]:
-        scores[f"{prefix}sign_f1"] = _statistic_score(
-            lambda i: multilabel_f1_score(sign_probs[i], signs[i].long(), signs.shape[1],
-                                          average="macro", validate_args=False),
-            n, resamples, seed)
+        scores[f"{prefix}sign_f1"] = _count_score(
+            _f1_counts(sign_probs >= 0.5, signs >= 0.5), _macro_f1(ignore_absent=False),
+            resamples, seed)
     return scores
 
 

@@ -187,3 +187,22 @@ def test_recogniser_occlusion_keeps_eyes_and_hides_the_rest_of_the_face():
     torch.testing.assert_close(recogniser.augment(images, landmarks)[:, :, eyes[0, 0].bool()],
                                images[:, :, eyes[0, 0].bool()])
     assert recogniser(images).shape == (6, 8)
+
+
+def test_vectorised_f1_matches_torchmetrics():
+    from torchmetrics.functional.classification import multiclass_f1_score, multilabel_f1_score
+
+    from benchmark.evaluation import _Collector, diagnosis_scores
+
+    torch.manual_seed(0)
+    label, pred = torch.randint(0, 5, (60,)), torch.randint(0, 4, (60,))  # class 4 never predicted
+    signs, sign_probs = (torch.rand(60, 6) < 0.3).float(), torch.rand(60, 6)
+    signs[:, 5] = 0
+    out = _Collector()
+    out.add(label=label, signs=signs)
+    scores = diagnosis_scores("", pred, sign_probs, out, 6, 50, 0)  # class 5 absent
+    assert scores["macro_f1"].value == pytest.approx(
+        float(multiclass_f1_score(pred, label, 6, average="macro")))
+    assert scores["sign_f1"].value == pytest.approx(
+        float(multilabel_f1_score(sign_probs, signs.long(), 6, average="macro")))
+    assert scores["macro_f1"].ci_low <= scores["macro_f1"].value <= scores["macro_f1"].ci_high
