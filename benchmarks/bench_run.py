@@ -7,7 +7,7 @@
    (target < 10 min on a 2-core CPU);
 2. second run, evaluators cached (target < 1 min);
 3. evaluation overhead: the evaluation phase minus the method's own anonymize time, against
-   2x anonymize + one evaluator pass (classifier + identity recogniser over the test split).
+   2x anonymize + one evaluator pass (every evaluator over the test split).
 """
 from __future__ import annotations
 
@@ -35,19 +35,24 @@ def timed_run(method: str, profile: str, cache: Path, output: Path) -> tuple[flo
 
 
 def evaluator_pass_seconds(record: dict, profile: str, cache: Path) -> float:
-    """One pass of the classifier and the identity recogniser over the test split."""
+    """One pass of every evaluator over the test split: classifier, identity recogniser and
+    (on the MeMa-Seg rows) the lesion segmenter."""
     os.environ["MEMA_BENCH_CACHE"] = str(cache)
     from benchmark.profiles import get_profile
-    from benchmark.run import load_evaluators, prepare_data
+    from benchmark.run import lesion_masks, load_evaluators, prepare_data
 
     prof = get_profile(profile)
     root, fingerprint, dm, seg = prepare_data("mema-synth", None, prof, record["seed"])
     evaluators = load_evaluators(dm, seg, fingerprint, prof.evaluators)
+    masks = lesion_masks(seg)
     start = time.perf_counter()
     with torch.no_grad():
         for batch in dm.test_dataloader():
             evaluators.classifier.predict(batch["image"], batch["landmarks"])
             evaluators.identity.embed(batch["image"])
+            rows = [i for i, r in enumerate(batch["index"].tolist()) if r in masks]
+            if rows and evaluators.segmenter is not None:
+                evaluators.segmenter.predict(batch["image"][rows])
     return time.perf_counter() - start
 
 
