@@ -28,7 +28,7 @@ def _check(n: int, n_resamples: int, level: float) -> None:
         raise ValueError(f"bootstrap: level must lie in (0,1), got {level}")
 
 
-def _resamples(n: int, n_resamples: int, seed: int, device=None) -> Iterator[Tensor]:
+def resample_indices(n: int, n_resamples: int, seed: int, device=None) -> Iterator[Tensor]:
     """Yield ``[chunk, n]`` index tensors; the same sequence for the same arguments."""
     gen = torch.Generator().manual_seed(seed)
     for start in range(0, n_resamples, _CHUNK):
@@ -36,7 +36,7 @@ def _resamples(n: int, n_resamples: int, seed: int, device=None) -> Iterator[Ten
         yield torch.randint(n, (size, n), generator=gen).to(device)
 
 
-def _percentiles(stats: Tensor, level: float) -> tuple[Tensor, Tensor]:
+def percentile_interval(stats: Tensor, level: float) -> tuple[Tensor, Tensor]:
     # resamples whose statistic is undefined (NaN) are dropped rather than poisoning the CI
     alpha = (1.0 - level) / 2
     q = torch.tensor([alpha, 1.0 - alpha], dtype=stats.dtype, device=stats.device)
@@ -59,8 +59,8 @@ def bootstrap_ci(
     ``(nan, nan)`` if the statistic is NaN on every resample.
     """
     _check(n, n_resamples, level)
-    stats = [float(statistic(idx)) for chunk in _resamples(n, n_resamples, seed) for idx in chunk]
-    low, high = _percentiles(torch.tensor(stats, dtype=torch.float64), level)
+    stats = [float(statistic(idx)) for chunk in resample_indices(n, n_resamples, seed) for idx in chunk]
+    low, high = percentile_interval(torch.tensor(stats, dtype=torch.float64), level)
     return float(low), float(high)
 
 
@@ -83,9 +83,9 @@ def bootstrap_mean_ci(
     _check(n, n_resamples, level)
     vals = values.detach().to(torch.float64)
     means = torch.cat(
-        [vals[idx].mean(dim=1) for idx in _resamples(n, n_resamples, seed, vals.device)]
+        [vals[idx].mean(dim=1) for idx in resample_indices(n, n_resamples, seed, vals.device)]
     )
-    low, high = _percentiles(means, level)
+    low, high = percentile_interval(means, level)
     if values.ndim == 1:
         return float(low), float(high)
     return low.cpu(), high.cpu()

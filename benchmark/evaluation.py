@@ -26,7 +26,7 @@ from torchmetrics.functional.classification import multiclass_f1_score, multilab
 from tqdm.auto import tqdm
 
 from benchmark.api import METHOD_INPUT_KEYS, DeIdMethod
-from benchmark.bootstrap import _percentiles, _resamples, bootstrap_ci, bootstrap_mean_ci
+from benchmark.bootstrap import percentile_interval, resample_indices, bootstrap_ci, bootstrap_mean_ci
 from benchmark.evaluators import Evaluators
 from benchmark.metrics import (
     IdentityDiversity, IdentitySimilarity, LesionDice, ReidentificationRate,
@@ -166,6 +166,8 @@ def run_test_pass(method: DeIdMethod, test_loader, evaluators: Evaluators, *,
     out = _Collector()
     dice = LesionDice()
     grid: dict[str, list[Tensor]] = {}
+    # grid columns spread over the whole split: consecutive rows are often one person
+    grid_rows = torch.linspace(0, n_total - 1, min(grid_images, n_total)).long().unique()
     anonymize_s, batch_sizes, start = [], [], 0
     _reset_peak_memory(device)
     for batch in tqdm(test_loader, desc=f"evaluating {name}", disable=not progress):
@@ -197,10 +199,9 @@ def run_test_pass(method: DeIdMethod, test_loader, evaluators: Evaluators, *,
         if method.reversible:
             shown.update(_recovery(method, images, deid, keys, wrong[sl].to(device),
                                    other[sl].to(device), method_batch, evaluators, out))
+        in_batch = grid_rows[(grid_rows >= sl.start) & (grid_rows < sl.stop)] - sl.start
         for row, tensor in shown.items():
-            have = sum(len(t) for t in grid.get(row, []))
-            if have < grid_images:
-                grid.setdefault(row, []).append(tensor[: grid_images - have].cpu())
+            grid.setdefault(row, []).append(tensor[in_batch.to(tensor.device)].cpu())
     clean = clean_outputs(test_loader, evaluators, lesion_masks=lesion_masks, device=device,
                           cache=clean_cache, progress=progress)
     if not torch.equal(clean["index"], out.get("index")) or (
@@ -328,11 +329,11 @@ def _count_score(counts: Tensor, score_fn, resamples: int, seed: int) -> Score:
     counts = counts.double()
     n = len(counts)
     stats = []
-    for idx in _resamples(n, resamples, seed):
+    for idx in resample_indices(n, resamples, seed):
         weights = torch.zeros(len(idx), n, dtype=torch.float64)
         weights.scatter_add_(1, idx, torch.ones_like(idx, dtype=torch.float64))
         stats.append(score_fn(weights @ counts))
-    low, high = _percentiles(torch.cat(stats), 0.95)
+    low, high = percentile_interval(torch.cat(stats), 0.95)
     return Score(float(score_fn(counts.sum(0, keepdim=True))[0]), float(low), float(high))
 
 
