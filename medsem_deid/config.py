@@ -29,16 +29,24 @@ class MedSemConfig:
     med_epochs: int = 8
     id_epochs: int = 10
     pre_lr: float = 2e-3
+    # occlusion augmentation of the identity network (keep-eyes fills/blur, random erasing), so
+    # its push-away also removes periocular identity cues
+    id_keep_eyes: float = 0.3
+    id_erase: float = 0.3
+    # periocular medical critic: a second Enc_med-like network on the landmark-aligned eye band,
+    # used only by the medical-consistency loss (0 epochs: off)
+    med_crop_epochs: int = 12
     # -- DeID training ----------------------------------------------------------------------------
     deid_epochs: int = 8
     lr: float = 1e-3
     aux_fraction: float = 0.25  # share of a batch used for the recovery / wrong-key / diversity terms
     id_margin: float = 0.0  # push-away: cos(de-identified, source) above this is penalised
     diversity_margin: float = 0.2  # key diversity: cos between two keys' outputs above this
-    w_identity: float = 2.0
+    w_identity: float = 6.0  # the occlusion-robust identity network needs a firm push
     w_medical: float = 4.0
+    w_medical_crop: float = 4.0  # medical consistency on the periocular crop
     w_locality: float = 4.0  # outside the head
-    w_eye_locality: float = 8.0  # periocular region: the signs live there (and the classifier looks)
+    w_eye_locality: float = 4.0  # periocular region: the signs live there (the periocular critic guards them)
     w_naturalness: float = 0.5
     w_smoothness: float = 2.0  # total variation of the change (no checkerboard)
     w_recovery: float = 1.0
@@ -56,7 +64,7 @@ PROFILES = {
     "quick": MedSemConfig(),
     "full": MedSemConfig(
         batch_size=64, width=48, key_channels=48, aux_fraction=0.5, num_couplings=6, med_width=48,
-        med_channels=96, id_width=48, id_dim=128, med_epochs=30, id_epochs=40, deid_epochs=80,
+        med_channels=96, id_width=48, id_dim=128, med_epochs=30, med_crop_epochs=30, id_epochs=40, deid_epochs=80,
     ),
 }
 

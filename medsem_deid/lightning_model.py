@@ -22,13 +22,17 @@ def random_keys(batch_size: int, key_bits: int, device=None, generator=None) -> 
 class MedicalSemanticsModule(L.LightningModule):
     """Trains Enc_med on coarse disease labels (cross-entropy) and fine-grained signs (BCE)."""
 
-    def __init__(self, enc_med: MedicalSemanticsEncoder, lr: float = 2e-3, epochs: int = 8):
+    def __init__(self, enc_med: MedicalSemanticsEncoder, lr: float = 2e-3, epochs: int = 8,
+                 crop: bool = False):
         super().__init__()
-        self.enc_med, self.lr, self.epochs = enc_med, lr, epochs
+        self.enc_med, self.lr, self.epochs, self.crop = enc_med, lr, epochs, crop
 
     def _loss(self, batch: dict, stage: str) -> Tensor:
         images = batch["image"]
-        if self.training:
+        if self.crop:  # the periocular critic: landmark-aligned eye band, jittered in training
+            images = losses.periocular_crop(images, batch["landmarks"],
+                                            jitter=0.1 if self.training else 0.0)
+        elif self.training:
             images = losses.random_translate(images)
             # half the batch as the couplings see it (one colour channel replaced by the
             # others' mean), so the encryptor's conditioning features are in distribution
@@ -57,18 +61,24 @@ class MedicalSemanticsModule(L.LightningModule):
 
 class IdentityModule(L.LightningModule):
     """Trains the identity network with a CosFace margin softmax (Wang et al., CVPR 2018) over
-    the training split's identities. ``identity_index`` maps dataset identity ids to classes."""
+    the training split's identities (``identity_class``: dataset ids mapped to classes), with
+    optional occlusion augmentation (:func:`losses.occlude`) so periocular cues count too."""
 
     def __init__(self, id_net: IdentityEmbedder, num_identities: int, lr: float = 2e-3,
-                 epochs: int = 10, scale: float = 16.0, margin: float = 0.2):
+                 epochs: int = 10, scale: float = 16.0, margin: float = 0.2,
+                 p_keep_eyes: float = 0.0, p_erase: float = 0.0):
         super().__init__()
         self.id_net, self.lr, self.epochs = id_net, lr, epochs
+        self.p_keep_eyes, self.p_erase = p_keep_eyes, p_erase
         self.scale, self.margin = scale, margin
         dim = id_net.embed[-1].out_features
         self.proxies = torch.nn.Parameter(torch.randn(num_identities, dim) * 0.1)
 
     def training_step(self, batch, batch_idx):
-        emb, _ = self.id_net(losses.random_translate(batch["image"]))
+        images = batch["image"]
+        if self.p_keep_eyes or self.p_erase:  # occlusion-robust: learn the periocular cues too
+            images = losses.occlude(images, batch["landmarks"], self.p_keep_eyes, self.p_erase)
+        emb, _ = self.id_net(losses.random_translate(images))
         cos = emb @ F.normalize(self.proxies, dim=1).T
         target = batch["identity_class"]
         logits = self.scale * (cos - self.margin * F.one_hot(target, cos.shape[1]))
@@ -89,16 +99,21 @@ class DeIdModule(L.LightningModule):
     medical-consistency term is dropped.
     """
 
-    def __init__(self, net: MedSemDeIDNet, id_net: IdentityEmbedder, cfg: MedSemConfig):
+    def __init__(self, net: MedSemDeIDNet, id_net: IdentityEmbedder, cfg: MedSemConfig,
+                 med_crop: MedicalSemanticsEncoder | None = None):
         super().__init__()
-        self.net, self.id_net, self.cfg = net, id_net, cfg
+        self.net, self.id_net, self.cfg, self.med_crop = net, id_net, cfg, med_crop
         self.net.freeze_prior()
-        self.id_net.requires_grad_(False)
-        self.id_net.eval()
+        for critic in (id_net, med_crop):
+            if critic is not None:
+                critic.requires_grad_(False)
+                critic.eval()
 
     def train(self, mode: bool = True) -> "DeIdModule":
         super().train(mode)
         self.id_net.eval()  # frozen critics keep their BatchNorm statistics
+        if self.med_crop is not None:
+            self.med_crop.eval()
         self.net.train(mode)  # re-freezes Enc_med's mode
         return self
 
@@ -136,6 +151,12 @@ class DeIdModule(L.LightningModule):
         if self.net.enc_med is not None:
             terms["medical"] = losses.medical_consistency(self.net.enc_med, deid, x)
             weights["medical"] = cfg.w_medical
+        if self.med_crop is not None:
+            landmarks = batch["landmarks"]
+            terms["medical_crop"] = losses.medical_consistency(
+                self.med_crop, losses.periocular_crop(deid, landmarks),
+                losses.periocular_crop(x, landmarks))
+            weights["medical_crop"] = cfg.w_medical_crop
         loss = sum(weights[name] * value for name, value in terms.items())
         self.log_dict({f"loss/{k}": v.detach() for k, v in terms.items()}, batch_size=x.shape[0])
         self.log("loss", loss, prog_bar=True, batch_size=x.shape[0])

@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 _BATCH_KEYS = ("image", "label", "signs", "identity", "landmarks")
 #: config fields each pre-trained network depends on (its cache key)
 _ENC_MED_FIELDS = ("med_width", "med_channels", "med_epochs", "pre_lr", "batch_size")
-_ID_NET_FIELDS = ("id_width", "id_dim", "id_epochs", "pre_lr", "batch_size")
+_MED_CROP_FIELDS = ("med_width", "med_channels", "med_crop_epochs", "pre_lr", "batch_size")
+_ID_NET_FIELDS = ("id_width", "id_dim", "id_epochs", "pre_lr", "batch_size", "id_keep_eyes",
+                  "id_erase")
 
 
 class InMemoryBatches(torch.utils.data.Dataset):
@@ -156,19 +158,22 @@ class MedSemDeID(DeIdMethod):
         kwargs.update(self.trainer_kwargs)
         return L.Trainer(**kwargs)
 
-    def _fit_enc_med(self, path: Path, train: dict, val: dict | None) -> MedicalSemanticsEncoder:
+    def _fit_enc_med(self, path: Path, train: dict, val: dict | None,
+                     crop: bool = False) -> MedicalSemanticsEncoder:
+        """Enc_med (``crop=False``) or the periocular medical critic (``crop=True``)."""
         cfg = self.cfg
-        L.seed_everything(self.seed * 1000 + 1, verbose=False)  # Enc_med's own seed
+        epochs = cfg.med_crop_epochs if crop else cfg.med_epochs
+        L.seed_everything(self.seed * 1000 + (4 if crop else 1), verbose=False)  # own seeds
         enc_med = MedicalSemanticsEncoder(self.shapes["num_classes"], self.shapes["num_signs"],
                                           cfg.med_width, cfg.med_channels)
         if path.exists():
             enc_med.load_state_dict(torch.load(path, map_location="cpu"))
             return enc_med
-        module = MedicalSemanticsModule(enc_med, cfg.pre_lr, cfg.med_epochs)
+        module = MedicalSemanticsModule(enc_med, cfg.pre_lr, epochs, crop=crop)
         val_loader = _loader(val, 256, False, 0) if val else None
-        trainer = self._trainer(path.parent, cfg.med_epochs)
+        trainer = self._trainer(path.parent, epochs)
         trainer.fit(module, _loader(train, cfg.batch_size, True, self.seed + 1), val_loader)
-        log.info("Enc_med trained: %s", _metrics(trainer))
+        log.info("%s trained: %s", "periocular critic" if crop else "Enc_med", _metrics(trainer))
         if not self._smoke_run():
             _save_atomic(enc_med.state_dict(), path)
         return enc_med
@@ -182,7 +187,8 @@ class MedSemDeID(DeIdMethod):
             return id_net
         classes = torch.unique(train["identity"])
         data = {**train, "identity_class": torch.searchsorted(classes, train["identity"])}
-        module = IdentityModule(id_net, len(classes), cfg.pre_lr, cfg.id_epochs)
+        module = IdentityModule(id_net, len(classes), cfg.pre_lr, cfg.id_epochs,
+                                p_keep_eyes=cfg.id_keep_eyes, p_erase=cfg.id_erase)
         trainer = self._trainer(path.parent, cfg.id_epochs)
         trainer.fit(module, _loader(data, cfg.batch_size, True, self.seed + 2))
         log.info("identity network trained: %s", _metrics(trainer))
@@ -218,22 +224,28 @@ class MedSemDeID(DeIdMethod):
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             run_dir = run_dir or scratch / self.name
             train_data = materialize(train.train_dataloader())
-            enc_med = None
+            enc_med = med_crop = None
             if self.use_medical_prior:
+                val_data = materialize(train.val_dataloader())
                 path = self._stage_path("enc_med", _ENC_MED_FIELDS, fingerprint)
                 enc_med = self._fit_enc_med(path.with_suffix(".pt") if path else scratch / "enc_med.pt",
-                                            train_data, materialize(train.val_dataloader()))
+                                            train_data, val_data)
+                if self.cfg.med_crop_epochs > 0:
+                    path = self._stage_path("med_crop", _MED_CROP_FIELDS, fingerprint)
+                    med_crop = self._fit_enc_med(
+                        path.with_suffix(".pt") if path else scratch / "med_crop.pt",
+                        train_data, val_data, crop=True)
             path = self._stage_path("id_net", _ID_NET_FIELDS, fingerprint)
             id_net = self._fit_id_net(path.with_suffix(".pt") if path else scratch / "id_net.pt",
                                       train_data)
-            self._fit_deid(run_dir, train_data, enc_med, id_net)
+            self._fit_deid(run_dir, train_data, enc_med, id_net, med_crop)
         if final is not None and not self._smoke_run():
             _save_atomic(self.state_dict(), final)
 
-    def _fit_deid(self, root: Path, train: dict, enc_med, id_net) -> None:
+    def _fit_deid(self, root: Path, train: dict, enc_med, id_net, med_crop=None) -> None:
         L.seed_everything(self.seed * 1000 + 3, verbose=False)
         net = self._build_net(enc_med)
-        module = DeIdModule(net, id_net, self.cfg)
+        module = DeIdModule(net, id_net, self.cfg, med_crop)
         last = root / "deid" / "last.ckpt"
         trainer = self._trainer(root / "deid", self.cfg.deid_epochs, resumable=not self._smoke_run())
         trainer.fit(module, _loader(train, self.cfg.batch_size, True, self.seed + 3),

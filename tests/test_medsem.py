@@ -96,7 +96,8 @@ def test_enc_med_frozen_during_deid_training():
     cfg = make_config(**TINY)
     net = _net()
     net.train()
-    module = DeIdModule(net, IdentityEmbedder(8, 8), cfg)
+    critic = MedicalSemanticsEncoder(3, 2, width=8, channels=8)  # the periocular critic
+    module = DeIdModule(net, IdentityEmbedder(8, 8), cfg, critic)
     module.log = module.log_dict = lambda *a, **k: None
     module.train()
     before = {k: v.clone() for k, v in net.enc_med.state_dict().items()}
@@ -107,6 +108,7 @@ def test_enc_med_frozen_during_deid_training():
     opt.step()
     assert not net.enc_med.training and not any(p.requires_grad for p in net.enc_med.parameters())
     assert all(torch.equal(before[k], v) for k, v in net.enc_med.state_dict().items())
+    assert not critic.training and not any(p.requires_grad for p in critic.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.couplings.parameters())
 
 
@@ -169,3 +171,25 @@ def test_entry_points_name_both_methods():
     assert found["medsem_deid"] == "medsem_deid.method:MedSemDeID"
     assert found["medsem_deid_noprior"] == "medsem_deid.method:MedSemDeIDNoPrior"
     assert MedSemDeID.reversible and MedSemDeID.key_bits == 32
+
+
+def test_occlusion_keeps_the_eyes_and_crop_follows_the_landmarks():
+    from data.regions import face_mask, periocular_mask
+    from medsem_deid.losses import occlude, periocular_crop
+
+    torch.manual_seed(0)
+    images, marks = torch.rand(6, 3, 32, 32), CANONICAL_LANDMARKS.expand(6, 5, 2)
+    assert torch.equal(occlude(images, marks, 0.0, 0.0), images)
+    hidden = occlude(images, marks, 1.0, 0.0)
+    eyes = periocular_mask(marks, (32, 32)).bool().expand_as(images)
+    outside_face = (1 - face_mask(marks, (32, 32))).bool().expand_as(images)
+    assert torch.equal(hidden[eyes], images[eyes]) and torch.equal(hidden[outside_face], images[outside_face])
+    assert not torch.equal(hidden, images)
+    # the crop is the eye band: a bright bar between the eyes shows in it, one at the chin not
+    bar = torch.zeros(1, 3, 32, 32)
+    eye_y = int(CANONICAL_LANDMARKS[0, 1] * 32)
+    bar[..., eye_y, :] = 1.0
+    chin = torch.zeros(1, 3, 32, 32)
+    chin[..., 30, :] = 1.0
+    assert periocular_crop(bar, marks[:1], (8, 16)).amax() > 0.2
+    assert periocular_crop(chin, marks[:1], (8, 16)).amax() < 1e-6
