@@ -50,8 +50,8 @@ class MedSemConfig:
     w_naturalness: float = 0.5
     w_smoothness: float = 2.0  # total variation of the change (no checkerboard)
     w_recovery: float = 1.0
-    w_wrong_key: float = 2.0
-    w_diversity: float = 0.5
+    w_wrong_key: float = 6.0
+    w_diversity: float = 2.0
 
     def replace(self, **changes) -> "MedSemConfig":
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
