@@ -21,11 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
-from torchvision.ops import roi_align
 
 from baselines.classic import REGIONS, region_mask
 from benchmark.api import DeIdMethod
-from data.regions import CANONICAL_LANDMARKS
+from data.regions import CANONICAL_LANDMARKS, periocular_crop
 
 #: classifier epochs per profile
 EPOCHS = {"quick": 20, "full": 60}
@@ -33,16 +32,6 @@ EPOCHS = {"quick": 20, "full": 60}
 CROP = (24, 48)
 
 
-def periocular_crop(images: Tensor, landmarks: Tensor, size: tuple[int, int] = CROP) -> Tensor:
-    """``[B,3,*size]`` band around both eyes, brows and lids, from the eye landmarks."""
-    h, w = images.shape[-2:]
-    eyes = landmarks[:, :2].to(images.device, torch.float32) * images.new_tensor([w, h])
-    iod = (eyes[:, 1] - eyes[:, 0]).norm(dim=1).clamp_min(1.0)
-    cy = eyes[:, :, 1].mean(dim=1)
-    left, right = eyes[:, :, 0].min(dim=1).values, eyes[:, :, 0].max(dim=1).values
-    boxes = torch.stack([torch.arange(len(images), device=images.device, dtype=torch.float32),
-                         left - 0.6 * iod, cy - 0.55 * iod, right + 0.6 * iod, cy + 0.45 * iod], 1)
-    return roi_align(images.float(), boxes, size, aligned=True)
 
 
 def class_picker(num_classes: int, width: int = 32) -> nn.Module:
@@ -135,7 +124,7 @@ class KSameSelect(DeIdMethod):
         self.gallery = (images * 255).round().to(torch.uint8)
         self.gallery_labels = labels
         self.num_classes = len(train.classes) if hasattr(train, "classes") else int(labels.max()) + 1
-        self.classifier = self._train_classifier(periocular_crop(images, landmarks), labels)
+        self.classifier = self._train_classifier(periocular_crop(images.float(), landmarks, CROP), labels)
 
     @staticmethod
     def _collect(loader) -> tuple[Tensor, Tensor, Tensor]:
@@ -197,7 +186,7 @@ class KSameSelect(DeIdMethod):
     def predict_class(self, images: Tensor, landmarks: Tensor) -> Tensor:
         """Disease class the method attributes to each image, among those in its gallery."""
         self._check_fitted()
-        crops = periocular_crop(images, landmarks)
+        crops = periocular_crop(images.float(), landmarks, CROP)
         logits = self.classifier.to(images.device).eval()(crops)
         present = torch.zeros(self.num_classes, dtype=torch.bool, device=images.device)
         present[self.gallery_labels.to(images.device)] = True

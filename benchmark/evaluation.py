@@ -22,7 +22,7 @@ from torch import Tensor
 from torchmetrics.functional import (
     cohen_kappa, peak_signal_noise_ratio, structural_similarity_index_measure,
 )
-from torchmetrics.functional.classification import multiclass_f1_score, multilabel_f1_score
+from torchmetrics.functional.classification import multilabel_f1_score
 from tqdm.auto import tqdm
 
 from benchmark.api import METHOD_INPUT_KEYS, DeIdMethod

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from data.regions import periocular_crop
+
 from . import losses
 from .config import MedSemConfig
 from .torch_model import (IdentityEmbedder, MedicalSemanticsEncoder, MedSemDeIDNet,
@@ -30,7 +32,7 @@ class MedicalSemanticsModule(L.LightningModule):
     def _loss(self, batch: dict, stage: str) -> Tensor:
         images = batch["image"]
         if self.crop:  # the periocular critic: landmark-aligned eye band, jittered in training
-            images = losses.periocular_crop(images, batch["landmarks"],
+            images = periocular_crop(images, batch["landmarks"],
                                             jitter=0.1 if self.training else 0.0)
         elif self.training:
             images = losses.random_translate(images)
@@ -154,8 +156,8 @@ class DeIdModule(L.LightningModule):
         if self.med_crop is not None:
             landmarks = batch["landmarks"]
             terms["medical_crop"] = losses.medical_consistency(
-                self.med_crop, losses.periocular_crop(deid, landmarks),
-                losses.periocular_crop(x, landmarks))
+                self.med_crop, periocular_crop(deid, landmarks),
+                periocular_crop(x, landmarks))
             weights["medical_crop"] = cfg.w_medical_crop
         loss = sum(weights[name] * value for name, value in terms.items())
         self.log_dict({f"loss/{k}": v.detach() for k, v in terms.items()}, batch_size=x.shape[0])

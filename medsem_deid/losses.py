@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
-from torchvision.ops import roi_align
 from torchvision.transforms.functional import gaussian_blur
 
 from data.regions import face_mask, periocular_mask
@@ -107,22 +106,3 @@ def occlude(images: Tensor, landmarks: Tensor, p_keep_eyes: float, p_erase: floa
     erase = box * (torch.rand(b, 1, 1, 1, device=dev) < p_erase).float()
     return torch.lerp(out, torch.rand(b, 3, 1, 1, device=dev).expand_as(out), erase)
 
-
-def periocular_crop(images: Tensor, landmarks: Tensor, size: tuple[int, int] = (32, 64),
-                    jitter: float = 0.0) -> Tensor:
-    """Landmark-aligned crop of the eye band (eyes, lids, brows; 2.5 x 1.3 inter-ocular
-    distances) resampled to ``size``: the signs are a few pixels big in a 64 px face, so the
-    medical critic reads them enlarged, where a clinician looks. ``jitter`` shifts the box by up
-    to that fraction of the inter-ocular distance (training augmentation)."""
-    b, _, h, w = images.shape
-    eyes = landmarks[:, :2].to(images.dtype)
-    iod = (eyes[:, 1] - eyes[:, 0]).norm(dim=-1).clamp_min(1e-3)
-    cx, cy = eyes[:, :, 0].mean(1), eyes[:, :, 1].mean(1) - 0.08 * iod
-    if jitter:
-        cx = cx + jitter * iod * (torch.rand(b, device=images.device) - 0.5)
-        cy = cy + jitter * iod * (torch.rand(b, device=images.device) - 0.5)
-    half_w, half_h = 1.25 * iod, 0.65 * iod
-    boxes = torch.stack([torch.arange(b, device=images.device, dtype=images.dtype),
-                         (cx - half_w) * w, (cy - half_h) * h,
-                         (cx + half_w) * w, (cy + half_h) * h], dim=1)
-    return roi_align(images, boxes, tuple(size), aligned=True)

@@ -2,7 +2,6 @@
 and the scoring pieces of the evaluation pass."""
 from __future__ import annotations
 
-import os
 
 import pytest
 import torch
@@ -15,21 +14,8 @@ from benchmark.evaluators import (
     CosFaceHead, DiseaseClassifier, FaceNetRecognizer, IdentityRecognizer, LesionSegmenter,
     evaluator_dir, load_evaluators,
 )
-from benchmark.evaluators.common import periocular_crop
 from benchmark.profiles import PROFILES, get_profile
-from data.regions import CANONICAL_LANDMARKS
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("MEMA_BENCH_CACHE")
-    os.environ["MEMA_BENCH_CACHE"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("MEMA_BENCH_CACHE")
-    else:
-        os.environ["MEMA_BENCH_CACHE"] = old
+from data.regions import CANONICAL_LANDMARKS, periocular_crop
 
 
 def _datamodules(root):

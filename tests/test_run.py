@@ -16,18 +16,6 @@ REQUIRED_COLUMNS = ["method", "reversible", *REQUIRED_SCORES] + [
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("MEMA_BENCH_CACHE")
-    os.environ["MEMA_BENCH_CACHE"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("MEMA_BENCH_CACHE")
-    else:
-        os.environ["MEMA_BENCH_CACHE"] = old
-
-
-@pytest.fixture(scope="module")
 def board(tiny_mema, cache, tmp_path_factory):
     """Two methods run into one leaderboard folder."""
     out = tmp_path_factory.mktemp("leaderboards")

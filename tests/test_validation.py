@@ -1,7 +1,6 @@
 """Every anonymize/recover output is checked; a bad method writes no run record or row."""
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
@@ -74,23 +73,11 @@ class BadRecovery(DeIdMethod):
         return images[:1]
 
 
-@pytest.fixture(scope="module")
-def bench_env(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("MEMA_BENCH_CACHE")
-    os.environ["MEMA_BENCH_CACHE"] = str(cache)
-    yield cache
-    if old is None:
-        os.environ.pop("MEMA_BENCH_CACHE")
-    else:
-        os.environ["MEMA_BENCH_CACHE"] = old
-
-
 @pytest.mark.parametrize("cls, problem", [
     ("NaNMethod", "NaN"), ("ShrinkMethod", "shape"), ("BrightMethod", "values in"),
     ("CrashMethod", "raised RuntimeError: plugin bug"), ("BadRecovery", r"recover\(\).*batch size"),
 ])
-def test_bad_method_writes_no_record_or_row(cls, problem, tiny_mema, bench_env, tmp_path,
+def test_bad_method_writes_no_record_or_row(cls, problem, tiny_mema, cache, tmp_path,
                                              capsys):
     out = tmp_path / "lb"
     code = main(["--method", f"{__name__}:{cls}", "--dataset", "mema", "--data-root",

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.evaluators.common import normalise, periocular_crop
+from benchmark.evaluators.common import normalise
+from data.regions import periocular_crop
 
 
 class DiseaseClassifier(L.LightningModule):

@@ -5,7 +5,6 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import roi_align
 
 
 def normalise(images: Tensor) -> Tensor:
@@ -25,24 +24,6 @@ def random_shift(images: Tensor, max_shift: int) -> Tensor:
     return torch.stack([padded[i, :, y:y + h, x:x + w] for i, (x, y) in enumerate(zip(dx, dy))])
 
 
-def periocular_crop(images: Tensor, landmarks: Tensor, size: tuple[int, int],
-                    jitter: float = 0.0) -> Tensor:
-    """Landmark-aligned crop of the eye band (both eyes, lids and brows) resampled to ``size``
-    (H, W): MeMa's signs live there and are only a few pixels big in a 64 px face, so the
-    classifier looks where a clinician looks. ``jitter`` moves the box by up to that fraction
-    of the inter-ocular distance (training augmentation)."""
-    b, _, h, w = images.shape
-    eyes = landmarks[:, :2].to(images.dtype)
-    iod = (eyes[:, 1] - eyes[:, 0]).norm(dim=-1).clamp_min(1e-3)
-    cx, cy = eyes[:, :, 0].mean(1), eyes[:, :, 1].mean(1) - 0.08 * iod
-    if jitter:
-        cx = cx + jitter * iod * (torch.rand(b, device=images.device) - 0.5)
-        cy = cy + jitter * iod * (torch.rand(b, device=images.device) - 0.5)
-    half_w, half_h = 1.25 * iod, 0.65 * iod
-    boxes = torch.stack([torch.arange(b, device=images.device, dtype=images.dtype),
-                         (cx - half_w) * w, (cy - half_h) * h,
-                         (cx + half_w) * w, (cy + half_h) * h], dim=1)
-    return roi_align(images, boxes, tuple(size), aligned=True)
 
 
 def train_module(module: L.LightningModule, datamodule, *, epochs: int, seed: int,
