@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.evaluators.common import normalise
+from benchmark.evaluators.common import adamw_one_cycle, normalise
 from data.regions import periocular_crop
 
 
@@ -58,11 +58,7 @@ class DiseaseClassifier(L.LightningModule):
                       batch_size=len(batch["label"]))
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=1e-4)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=self.hparams.lr, total_steps=self.trainer.estimated_stepping_batches
-        )
-        return [optimizer], [{"scheduler": schedule, "interval": "step"}]
+        return adamw_one_cycle(self, self.hparams.lr, weight_decay=1e-4)
 
     @torch.no_grad()
     def predict(self, images: Tensor, landmarks: Tensor) -> tuple[Tensor, Tensor]:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.transforms.functional import gaussian_blur
 
-from benchmark.evaluators.common import normalise, random_shift
+from benchmark.evaluators.common import adamw_one_cycle, normalise, random_shift
 from data.regions import face_mask, periocular_mask
 
 #: backbone name of the small plain CNN below (anything else is a timm model name)
@@ -159,11 +159,7 @@ class IdentityRecognizer(L.LightningModule):
             self.log("val_reid_top1", hits.mean(), prog_bar=True)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=5e-4)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=self.hparams.lr, total_steps=self.trainer.estimated_stepping_batches
-        )
-        return [optimizer], [{"scheduler": schedule, "interval": "step"}]
+        return adamw_one_cycle(self, self.hparams.lr, weight_decay=5e-4)
 
     @torch.no_grad()
     def embed(self, images: Tensor) -> Tensor:
