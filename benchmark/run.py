@@ -129,7 +129,8 @@ def prepare_data(dataset: str, data_root: Path | None, profile: Profile, seed: i
                       ensure_mema_synth)
 
     if dataset == "mema-synth":
-        root = Path(ensure_mema_synth(data_root) if data_root else ensure_mema_synth())
+        # drawn at the profile's resolution (never below the default 64 px), not upsampled
+        root = Path(ensure_mema_synth(data_root, size=max(64, profile.image_size)))
     elif data_root is None:
         raise SystemExit(f"--dataset {dataset} needs --data-root DIR (a folder in the MeMa "
                          "layout: metadata.csv, classes.json, images/; see data/README)")
