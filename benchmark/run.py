@@ -192,7 +192,7 @@ def build_record(args, method: DeIdMethod, evaluation: Evaluation, *, root, fing
         "seed": args.seed,
         "n_test": evaluation.n_test,
         "scores": {k: v.as_dict() for k, v in evaluation.scores.items()},
-        "chance": {f"{k}": v for k, v in evaluation.chance.items()},
+        "chance": dict(evaluation.chance),
         **{f"{k}_chance": v for k, v in evaluation.chance.items()},
         "clean": {k: v.as_dict() for k, v in evaluation.clean.items()},
         "per_sign_f1": evaluation.per_sign_f1,
