@@ -37,14 +37,14 @@ class MedSemConfig:
     # used only by the medical-consistency loss (0 epochs: off)
     med_crop_epochs: int = 12
     # -- DeID training ----------------------------------------------------------------------------
-    deid_epochs: int = 8
+    deid_epochs: int = 12
     lr: float = 1e-3
     aux_fraction: float = 0.25  # share of a batch used for the recovery / wrong-key / diversity terms
     id_margin: float = 0.0  # push-away: cos(de-identified, source) above this is penalised
     diversity_margin: float = 0.2  # key diversity: cos between two keys' outputs above this
-    w_identity: float = 6.0  # the occlusion-robust identity network needs a firm push
+    w_identity: float = 10.0  # the occlusion-robust identity network needs a firm push
     w_medical: float = 4.0
-    w_medical_crop: float = 4.0  # medical consistency on the periocular crop
+    w_medical_crop: float = 8.0  # medical consistency on the periocular crop (guards the signs against the push)
     w_locality: float = 4.0  # outside the head
     w_eye_locality: float = 4.0  # periocular region: the signs live there (the periocular critic guards them)
     w_naturalness: float = 0.5
