@@ -83,20 +83,25 @@ class Profile:
     name: str
     #: profile name handed to methods (they only know "quick" and "full")
     method_profile: str
-    image_size: int
-    batch_size: int
     evaluators: EvaluatorConfig
     bootstrap_resamples: int = 1000
     #: images shown in the qualitative grid
     grid_images: int = 8
+
+    # data are loaded at the resolution and batch size the evaluators were trained on
+    @property
+    def image_size(self) -> int:
+        return self.evaluators.image_size
+
+    @property
+    def batch_size(self) -> int:
+        return self.evaluators.batch_size
 
 
 PROFILES: dict[str, Profile] = {
     "toy": Profile(
         name="toy",
         method_profile="quick",
-        image_size=32,
-        batch_size=32,
         bootstrap_resamples=200,
         evaluators=EvaluatorConfig(
             image_size=32,
@@ -112,8 +117,6 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick",
         method_profile="quick",
-        image_size=64,
-        batch_size=64,
         evaluators=EvaluatorConfig(
             image_size=64,
             batch_size=64,
@@ -130,8 +133,6 @@ PROFILES: dict[str, Profile] = {
     "full": Profile(
         name="full",
         method_profile="full",
-        image_size=128,
-        batch_size=128,
         evaluators=EvaluatorConfig(
             image_size=128,
             batch_size=128,
