@@ -7,15 +7,18 @@ never edited.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from filelock import FileLock
 
 #: score columns every leaderboard carries, in this order (issue #3)
 REQUIRED_SCORES = (
@@ -39,12 +42,34 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^\w.-]+", "_", name)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, data: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files: keep the user's umask
     with os.fdopen(fd, "wb") as f:
         f.write(data.encode() if isinstance(data, str) else data)
     os.replace(tmp, path)
+
+
+def table_lock(output: Path, dataset: str) -> FileLock:
+    """The lock every rebuild of ``dataset``'s tables holds, so concurrent runs never write
+    a table that misses a record another run has just written."""
+    folder = runs_dir(output, dataset)
+    folder.mkdir(parents=True, exist_ok=True)
+    return _lock(str((folder / ".tables.lock").resolve()))
+
+
+@functools.lru_cache(maxsize=None)
+def _lock(path: str) -> FileLock:
+    # one instance per file: FileLock is re-entrant per instance, and a second instance in
+    # the same thread would wait for the first forever
+    return FileLock(path)
 
 
 def runs_dir(output: Path, dataset: str) -> Path:
@@ -70,13 +95,25 @@ def write_record(path: Path, record: dict) -> None:
     atomic_write(path, json.dumps(_finite(record), indent=1, sort_keys=False) + "\n")
 
 
+#: what every run record holds (a record without them is malformed and skipped)
+RECORD_KEYS = ("method", "reversible", "scores", "chance", "clean", "cost", "profile", "seed",
+               "n_test")
+
+
 def load_records(output: Path, dataset: str) -> list[dict]:
+    """The dataset's run records; a malformed one is reported by name and skipped, so it
+    never costs a finished run its row."""
     records = []
     for path in sorted(runs_dir(output, dataset).glob("*.json")):
         try:
-            records.append(json.loads(path.read_text()))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"run record {path} is not valid JSON: {err}") from err
+            record = json.loads(path.read_text())
+            missing = [k for k in RECORD_KEYS if k not in record]
+            if missing:
+                raise ValueError(f"missing {', '.join(missing)}")
+        except (OSError, ValueError, TypeError) as err:
+            warnings.warn(f"skipping malformed run record {path}: {err}", stacklevel=2)
+            continue
+        records.append(record)
     return records
 
 
@@ -146,9 +183,10 @@ def markdown_table(frame: pd.DataFrame, records: list[dict], dataset: str) -> st
 
 def write_leaderboard(output: Path, dataset: str) -> tuple[Path, Path]:
     """Rebuild ``<output>/<dataset>.csv`` and ``.md`` from the dataset's run records."""
-    records = load_records(output, dataset)
-    frame = leaderboard_frame(records)
     csv_path, md_path = Path(output) / f"{dataset}.csv", Path(output) / f"{dataset}.md"
-    atomic_write(csv_path, frame.to_csv(index=False))
-    atomic_write(md_path, markdown_table(frame, records, dataset))
+    with table_lock(output, dataset):
+        records = load_records(output, dataset)
+        frame = leaderboard_frame(records)
+        atomic_write(csv_path, frame.to_csv(index=False))
+        atomic_write(md_path, markdown_table(frame, records, dataset))
     return csv_path, md_path

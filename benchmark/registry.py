@@ -7,9 +7,14 @@ imports ``baselines`` or ``medsem_deid`` by name.
 """
 from __future__ import annotations
 
+import ast
+import functools
 import importlib
+import sys
 from dataclasses import dataclass
+from importlib.machinery import PathFinder
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any
 
 from benchmark.api import DeIdMethod
@@ -34,12 +39,30 @@ class MethodInfo:
     error: str | None = None  # why the plugin could not be loaded, if it could not
 
 
-def _entry_points() -> dict[str, EntryPoint]:
-    found: dict[str, EntryPoint] = {}
+def _entry_points() -> dict[str, list[EntryPoint]]:
+    """Entry points by name; the same declaration seen twice (an installed and a development
+    copy of one distribution) counts once."""
+    found: dict[str, list[EntryPoint]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        # first one wins, like the console-script resolution of pip; duplicates are rare
-        found.setdefault(ep.name, ep)
+        same = found.setdefault(ep.name, [])
+        if all(other.value != ep.value for other in same):
+            same.append(ep)
     return found
+
+
+def _single(name: str, eps: list[EntryPoint]) -> EntryPoint:
+    """The one entry point of ``name``; two with one name are refused, so a third-party
+    package cannot silently replace a method (or a built-in) by declaring its name."""
+    if len(eps) > 1:
+        claims = "; ".join(f"{ep.value} (from {_distribution(ep)})" for ep in eps)
+        raise PluginError(f"method name {name!r} is declared by several entry points of group "
+                          f"{ENTRY_POINT_GROUP!r}: {claims}. Uninstall all but one.")
+    return eps[0]
+
+
+def _distribution(ep: EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return getattr(dist, "name", None) or "an unknown distribution"
 
 
 def _check_class(cls: Any, target: str) -> type[DeIdMethod]:
@@ -48,39 +71,150 @@ def _check_class(cls: Any, target: str) -> type[DeIdMethod]:
     return cls
 
 
-def _import_target(target: str) -> type[DeIdMethod]:
+def _split_target(target: str) -> tuple[str, str]:
     module_name, _, attr = target.partition(":")
-    if not module_name or not attr:
+    if not module_name or not attr or not all(p.isidentifier() for p in
+                                               (*module_name.split("."), *attr.split("."))):
         raise MethodNotFoundError(f"{target!r} is not of the form package.module:Class")
+    return module_name, attr
+
+
+def import_method_class(target: str) -> type[DeIdMethod]:
+    """Import ``package.module:Class`` and check it is a ``DeIdMethod`` (run in the method's
+    worker: importing a plugin runs its code)."""
+    module_name, attr = _split_target(target)
     try:
         module = importlib.import_module(module_name)
     except Exception as err:  # a plugin may fail to import in any way
         raise PluginError(f"cannot import {module_name!r} for method {target!r}: {err!r}") from err
-    try:
-        cls = getattr(module, attr)
-    except AttributeError:
-        raise PluginError(f"module {module_name!r} has no attribute {attr!r}") from None
+    cls = module
+    for part in attr.split("."):
+        try:
+            cls = getattr(cls, part)
+        except AttributeError:
+            raise PluginError(f"module {module_name!r} has no attribute {attr!r}") from None
     return _check_class(cls, target)
 
 
-def method_class(name: str) -> tuple[str, type[DeIdMethod]]:
-    """Resolve ``name`` (registered name or ``module:Class``) to ``(method name, class)``."""
-    if ":" in name:
-        cls = _import_target(name)
-        return (cls.name or name), cls
-    eps = _entry_points()
-    if name not in eps:
-        known = ", ".join(sorted(eps)) or "(none installed)"
-        raise MethodNotFoundError(
-            f"unknown method {name!r}. Registered methods: {known}. "
-            "Name an installed entry point of group 'mema_bench.methods' or 'package.module:Class'."
-        )
-    ep = eps[name]
+def _module_source(module_name: str) -> str | None:
+    """The file ``module_name`` would be imported from, found without importing anything
+    (not even its parent packages); None when the import system finds no source file."""
+    parts, search, spec = module_name.split("."), None, None
+    for i in range(len(parts)):
+        spec = PathFinder.find_spec(".".join(parts[: i + 1]), search)
+        if spec is None:
+            return None
+        search = spec.submodule_search_locations
+    return spec.origin if spec is not None and spec.has_location else None
+
+
+def check_target(target: str) -> None:
+    """Check, before any of its code runs, that ``package.module:Class`` can name a method:
+    a module already imported must hold a ``DeIdMethod`` subclass under that name; any other
+    must be a source file that defines (or imports) that name. The worker imports it and
+    checks the class itself."""
+    module_name, attr = _split_target(target)
+    head = attr.split(".")[0]
+    if module_name in sys.modules:  # importing it again runs nothing new
+        _check_class(functools.reduce(getattr, attr.split("."), sys.modules[module_name])
+                     if _has_path(sys.modules[module_name], attr) else None, target)
+        return
+    source = _module_source(module_name)
+    if source is None or not source.endswith(".py"):
+        raise PluginError(f"method {target!r}: no Python source file for module "
+                          f"{module_name!r} on the Python path")
     try:
-        cls = ep.load()
-    except Exception as err:
-        raise PluginError(f"method {name!r} ({ep.value}) failed to import: {err!r}") from err
-    return name, _check_class(cls, ep.value)
+        tree = ast.parse(Path(source).read_text(), source)
+    except (OSError, SyntaxError, ValueError) as err:
+        raise PluginError(f"method {target!r}: cannot read {source}: {err}") from err
+    if head not in _bound_names(tree):
+        raise PluginError(f"method {target!r}: {source} defines no class {head!r}")
+    if head in _bound_names(tree, kinds=(ast.FunctionDef, ast.AsyncFunctionDef)):
+        raise PluginError(f"method {target!r}: {head!r} in {source} is a function, not a "
+                          "DeIdMethod class")
+
+
+def _has_path(obj: Any, attr: str) -> bool:
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            return False
+        obj = getattr(obj, part)
+    return True
+
+
+def _bound_names(tree: ast.Module, kinds: tuple = ()) -> set[str]:
+    """Names a module binds at top level (classes, imports, assignments), or only the
+    definitions of ``kinds``."""
+    names = set()
+    for node in tree.body:
+        if kinds:
+            if isinstance(node, kinds):
+                names.add(node.name)
+        elif isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method named on the command line, resolved without importing it."""
+
+    name: str    # the row name: the registry name, or the target of an unregistered class
+    target: str  # package.module:Class
+
+
+def resolve(name: str) -> MethodSpec:
+    """Resolve a registered name or ``package.module:Class`` to its row name and class path,
+    without importing method code. A class path that a registered name declares gets that
+    name, so one method never has two rows."""
+    eps = _entry_points()
+    if ":" not in name:
+        if name not in eps:
+            known = ", ".join(sorted(eps)) or "(none installed)"
+            raise MethodNotFoundError(
+                f"unknown method {name!r}. Registered methods: {known}. Name an installed "
+                f"entry point of group {ENTRY_POINT_GROUP!r} or 'package.module:Class'.")
+        return MethodSpec(name, _single(name, eps[name]).value)
+    check_target(name)
+    for registered, declared in eps.items():
+        if any(ep.value == name for ep in declared):
+            _single(registered, declared)
+            return MethodSpec(registered, name)
+    return MethodSpec(name, name)
+
+
+def check_declared_name(spec: MethodSpec, declared: str, class_path: str) -> str:
+    """The row name of ``spec`` once its class is known: a class may not claim (through its
+    ``name`` attribute) the name of another registered method; a class registered under a
+    name gets that name however it was named on the command line."""
+    eps = _entry_points()
+    for registered, declared_eps in eps.items():
+        if ":" in spec.name and any(ep.value == class_path for ep in declared_eps):
+            return registered
+    if declared and declared != spec.name and declared in eps:
+        raise PluginError(f"method {spec.target!r} declares name = {declared!r}, the name of "
+                          f"the registered method {eps[declared][0].value}; a method cannot "
+                          "take another method's name (drop or change its `name`)")
+    return spec.name
+
+
+def method_class(name: str) -> tuple[str, type[DeIdMethod]]:
+    """Resolve ``name`` (registered name or ``module:Class``) to ``(method name, class)``,
+    importing it in this process (tests and tools; a run imports methods only in the worker)."""
+    spec = resolve(name)
+    try:
+        cls = import_method_class(spec.target)
+    except PluginError as err:
+        if ":" in name:
+            raise
+        raise PluginError(f"method {name!r} ({spec.target}) failed to import: {err}") from err
+    return check_declared_name(spec, getattr(cls, "name", "") or "",
+                               f"{cls.__module__}:{cls.__qualname__}"), cls
 
 
 def load_method(name: str, **kwargs: Any) -> DeIdMethod:
@@ -90,16 +224,17 @@ def load_method(name: str, **kwargs: Any) -> DeIdMethod:
         method = cls(**kwargs)
     except Exception as err:
         raise PluginError(f"method {method_name!r} could not be constructed: {err!r}") from err
-    if not method.name:
-        method.name = method_name
+    method.name = method_name  # the row name is the registry name, whatever the class says
     return method
 
 
 def list_methods() -> list[MethodInfo]:
     """Every registered method; a broken plugin is listed with its error instead of raising."""
     infos = []
-    for name, ep in sorted(_entry_points().items()):
+    for name, eps in sorted(_entry_points().items()):
+        ep = eps[0]
         try:
+            ep = _single(name, eps)
             cls = _check_class(ep.load(), ep.value)
         except Exception as err:
             infos.append(MethodInfo(name, ep.value, error=f"{type(err).__name__}: {err}"))

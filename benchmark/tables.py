@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmark.leaderboard import load_records, write_leaderboard
+from benchmark.leaderboard import load_records, table_lock, write_leaderboard
 from benchmark.qualitative import save_frontier
 
 
@@ -41,8 +41,9 @@ def rebuild(output: Path, datasets: list[str] | None = None) -> list[Path]:
         datasets = sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
     written = []
     for dataset in datasets:
-        written += list(write_leaderboard(output, dataset))
-        frontier = write_frontier(output, dataset)
+        with table_lock(output, dataset):  # the plot and the tables from one set of records
+            written += list(write_leaderboard(output, dataset))
+            frontier = write_frontier(output, dataset)
         if frontier:
             written.append(frontier)
     return written

@@ -71,7 +71,7 @@ def test_broken_plugin_is_a_clear_error_and_listed_as_broken(tmp_path, monkeypat
     assert listed["broken_method"].error and "BROKEN" in format_method_list(list(listed.values()))
     with pytest.raises(PluginError, match="not a subclass"):
         method_class("benchmark.registry:MethodInfo")
-    with pytest.raises(PluginError, match="cannot import"):
+    with pytest.raises(PluginError, match="no Python source file for module 'no_such_module_xyz'"):
         method_class("no_such_module_xyz:Thing")
 
 
@@ -95,3 +95,28 @@ def test_help_explains_itself(capsys):
                  "--facenet-weights", "--list-methods", "--output"):
         assert flag in out
     assert sys.modules[__name__]  # the module stays importable for module:Class loading
+
+
+def test_a_plugin_cannot_take_a_registered_name(monkeypatch):
+    """A class whose ``name`` is a built-in's is refused; a class registered under a name
+    gets that name (one row) however it is named on the command line."""
+    from benchmark.registry import MethodSpec, check_declared_name, resolve
+
+    spec = MethodSpec("pkg.mod:Claim", "pkg.mod:Claim")
+    with pytest.raises(PluginError, match="declares name = 'medsem_deid'.*cannot take"):
+        check_declared_name(spec, "medsem_deid", "pkg.mod:Claim")
+    assert check_declared_name(spec, "my_own", "pkg.mod:Claim") == "pkg.mod:Claim"
+    assert resolve("baselines.classic:Blur") == MethodSpec("blur", "baselines.classic:Blur")
+    assert method_class("baselines.classic:Blur")[0] == "blur"
+    assert load_method("baselines.classic:Blur").name == "blur"
+
+
+def test_two_entry_points_with_one_name_are_refused(tmp_path, monkeypatch):
+    _install_fake_distribution(tmp_path, "evilplug", "blur = evilplug:Plug")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError, match="'blur' is declared by several entry points.*evilplug"):
+        load_method("blur")
+    with pytest.raises(SystemExit):
+        main(["--method", "blur"])
+    listed = {i.name: i for i in list_methods()}
+    assert "several entry points" in listed["blur"].error

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from benchmark.evaluators.facenet import FaceNetRecognizer
 from benchmark.evaluators.identity import CosFaceHead, IdentityRecognizer
 from benchmark.evaluators.segmenter import LesionSegmenter
 from benchmark.profiles import EvaluatorConfig
+from benchmark.storage import CorruptCacheError, load_checkpoint, save_checkpoint
 from data.paths import cache_root
 
 __all__ = [
@@ -28,6 +28,8 @@ __all__ = [
     "LesionSegmenter", "evaluator_dir", "load_evaluators",
 ]
 log = logging.getLogger(__name__)
+#: the flag that retrains (and so rewrites) cached evaluators
+RETRAIN_FLAG = "--retrain-evaluators"
 
 
 @dataclass
@@ -66,15 +68,18 @@ def evaluator_dir(fingerprint: str, config: EvaluatorConfig) -> Path:
 
 
 def _save(module: nn.Module, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"hparams": dict(module.hparams), "state_dict": module.state_dict()}, tmp)
-    os.replace(tmp, path)
+    # hparams are plain values, so the file loads with weights_only=True
+    save_checkpoint({"hparams": dict(module.hparams), "state_dict": module.state_dict()}, path)
 
 
 def _load(cls, path: Path):
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    module = cls(**checkpoint["hparams"])
-    module.load_state_dict(checkpoint["state_dict"])
+    checkpoint = load_checkpoint(path, RETRAIN_FLAG)
+    try:
+        module = cls(**checkpoint["hparams"])
+        module.load_state_dict(checkpoint["state_dict"])
+    except Exception as err:  # a readable file of another shape: same remedy
+        raise CorruptCacheError(f"{path} is not a {cls.__name__} checkpoint ({err}); rerun "
+                                f"with {RETRAIN_FLAG} to rebuild it") from None
     return module.eval()
 
 

@@ -1,0 +1,58 @@
+"""Fitted methods, cached by the harness (docs/isolation.md).
+
+A method's fitted state (its ``state_dict()``: tensors and plain values) is stored under
+``cache_root()/methods/<name>/<dataset fingerprint>-<hash of profile, seed, config, image
+size>.pt`` and read back with ``weights_only=True``. :func:`find_fitted_state` is the public
+way in for other tools (e.g. a deployment CLI) that reuse a benchmarked method.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmark.leaderboard import safe_name
+from benchmark.profiles import Profile
+from benchmark.storage import load_checkpoint, save_checkpoint
+from data.paths import cache_root
+
+#: the flag that refits (and so rewrites) a cached method
+REFIT_FLAG = "--refit-method"
+
+
+def _digest(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def method_dir(name: str) -> Path:
+    return cache_root() / "methods" / safe_name(name)
+
+
+def work_dir(name: str, fingerprint: str) -> Path:
+    """The method's own folder for resumable checkpoints and logs (its only writable folder
+    under ``--isolate``)."""
+    return method_dir(name) / f"work-{fingerprint}"
+
+
+def fitted_state_path(name: str, fingerprint: str, profile: Profile, seed: int,
+                      config: dict[str, Any]) -> Path:
+    key = _digest({"profile": profile.name, "seed": seed, "config": config,
+                   "image_size": profile.image_size})
+    return method_dir(name) / f"{fingerprint}-{key}.pt"
+
+
+def load_fitted_state(path: Path) -> dict[str, Any]:
+    return load_checkpoint(path, REFIT_FLAG)
+
+
+def save_fitted_state(state: dict[str, Any], path: Path) -> None:
+    save_checkpoint(state, path)
+
+
+def find_fitted_state(name: str, fingerprint: str, profile: Profile, seed: int,
+                      config: dict[str, Any]) -> dict[str, Any] | None:
+    """The cached fitted state of method ``name`` (its registry name) for this dataset,
+    profile, seed and ``config()``, or None when it was never fitted."""
+    path = fitted_state_path(name, fingerprint, profile, seed, config)
+    return load_fitted_state(path) if path.is_file() else None
