@@ -1,4 +1,4 @@
-"""The method contract every de-identifier implements (DESIGN.md §3).
+"""The method contract every de-identifier implements (docs/architecture.md §3).
 
 A method is found by name through the ``mema_bench.methods`` entry-point group (see
 ``benchmark.registry``). The harness builds it with keyword options, calls ``fit`` with a

@@ -1,4 +1,4 @@
-"""Run records and the leaderboard tables generated from them (DESIGN.md §5).
+"""Run records and the leaderboard tables generated from them (docs/architecture.md §5).
 
 A run writes one JSON record per (dataset, method) under ``<output>/runs/<dataset>/``; the
 tables ``<output>/<dataset>.csv`` and ``.md`` are always rebuilt from those records, so a

@@ -1,4 +1,4 @@
-"""Find de-identification methods by name (DESIGN.md §3).
+"""Find de-identification methods by name (docs/architecture.md §3).
 
 Two ways to name a method, and no other: an entry point in the ``mema_bench.methods`` group
 (the suite's built-ins are declared there in its own ``setup.cfg``, exactly as a third-party

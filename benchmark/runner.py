@@ -1,4 +1,4 @@
-"""All phases of one benchmark run (DESIGN.md §5): data, evaluators, fit, evaluation, writing.
+"""All phases of one benchmark run (docs/architecture.md §5): data, evaluators, fit, evaluation, writing.
 
 ``benchmark.run`` turns the command line into one call of :func:`run`. The method runs in its
 worker (``benchmark.worker``), never in this process; the evaluators, the test labels and
@@ -169,13 +169,15 @@ def run(args, spec: MethodSpec) -> dict:
         with phases("data"):
             datamodule, seg = datasets.load(args.dataset, root, profile.image_size,
                                             profile.batch_size, args.seed)
+            # the worker has built the method by now: a wrong class or a taken name stops
+            # the run before any evaluator is trained
+            method.name = check_declared_name(spec, method.declared_name, method.class_path)
         with phases("evaluators"):
             evaluators = load_evaluators(datamodule, seg, fingerprint, profile.evaluators,
                                          retrain=args.retrain_evaluators,
                                          trainer_kwargs=trainer_kwargs(args),
                                          facenet_weights=args.facenet_weights)
-        with phases("fit", spec.name):
-            method.name = check_declared_name(spec, method.declared_name, method.class_path)
+        with phases("fit", method.name):
             cache_file, _ = fit_or_load(method, datamodule, fingerprint, profile, args.seed,
                                         args.refit_method)
         device = device_of(args.accelerator)

@@ -7,6 +7,8 @@ An unreadable file is one line naming the file and the flag that rebuilds it.
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,17 @@ def load_checkpoint(path: Path, rebuild_flag: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, foreign pickle, unsupported global ...
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CorruptCacheError(f"cannot read {path} ({type(err).__name__}: {reason[:200]}); "
-                                f"rerun with {rebuild_flag} to rebuild it") from None
+        raise CorruptCacheError(f"cannot read {path} ({_reason(err)}); rerun with "
+                                f"{rebuild_flag} to rebuild it") from None
+
+
+def _reason(err: Exception) -> str:
+    """One short line: torch's own message on a refused pickle is a page that ends by
+    suggesting ``weights_only=False``, which is exactly what must not be done here."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
+    if isinstance(err, pickle.UnpicklingError):
+        refused = [line for line in lines if "Unsupported global" in line]
+        detail = refused[0].split(" was not")[0] if refused else "a foreign object"
+        return f"not tensors and plain values: {detail[:120]}"
+    first = next((line for line in lines if line), "").split(". ")[0]
+    return f"{type(err).__name__}: {first[:160]}" if first else type(err).__name__

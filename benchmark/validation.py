@@ -1,4 +1,4 @@
-"""Check what a method returns before any score is computed (DESIGN.md §3).
+"""Check what a method returns before any score is computed (docs/architecture.md §3).
 
 A bad output stops the run with :class:`MethodOutputError`, naming the method, the call and the
 problem, so that a broken plugin can never put a row on the leaderboard.

@@ -30,6 +30,9 @@ from torch import Tensor
 from benchmark.validation import MethodOutputError
 
 _HEADER = struct.Struct("<Q")
+#: seconds a worker may take to start and build the method (imports can be slow), whatever
+#: the per-call timeout
+STARTUP_TIMEOUT = 300.0
 
 
 class WorkerError(MethodOutputError):
@@ -125,7 +128,8 @@ class MethodClient:
         """What the worker built: read lazily, so the worker starts while the harness loads
         data and evaluators."""
         if self._info is None:
-            self._info = self.call("open", self._pending_open)
+            self._info = self.call("open", self._pending_open,
+                                   timeout=max(STARTUP_TIMEOUT, self.timeout or 0))
         return self._info
 
     description = property(lambda self: self._describe()["description"])
@@ -169,8 +173,9 @@ class MethodClient:
             reply = read_message(process.stdout.fileno(), deadline)
         except TimeoutError:
             self.close(kill=True)
+            flag = "--fit-timeout" if name == "fit" else "--method-timeout"
             raise WorkerError(f"method {self.name!r}: {name}() did not answer within "
-                              f"{timeout:g} s (--method-timeout); the worker was stopped") from None
+                              f"{timeout:g} s ({flag}); the worker was stopped") from None
         except (EOFError, BrokenPipeError):
             code = self.close(kill=True)
             raise WorkerError(f"method {self.name!r}: the worker process ended (exit code "

@@ -38,11 +38,13 @@ def evaluator_pass_seconds(record: dict, profile: str, cache: Path) -> float:
     """One pass of every evaluator over the test split: classifier, identity recogniser and
     (on the MeMa-Seg rows) the lesion segmenter."""
     os.environ["MEMA_BENCH_CACHE"] = str(cache)
+    from benchmark.datasets import lesion_masks, load, locate
+    from benchmark.evaluators import load_evaluators
     from benchmark.profiles import get_profile
-    from benchmark.run import lesion_masks, load_evaluators, prepare_data
 
     prof = get_profile(profile)
-    root, fingerprint, dm, seg = prepare_data("mema-synth", None, prof, record["seed"])
+    root, fingerprint = locate("mema-synth", None, prof.image_size)
+    dm, seg = load("mema-synth", root, prof.image_size, prof.batch_size, record["seed"])
     evaluators = load_evaluators(dm, seg, fingerprint, prof.evaluators)
     masks = lesion_masks(seg)
     start = time.perf_counter()

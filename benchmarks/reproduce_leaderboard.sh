@@ -10,7 +10,8 @@ methods=$(python -m benchmark.run --list-methods | awk 'NR > 1 {print $1}')
 for method in $methods; do
     echo "=== $method"
     start=$SECONDS
-    python -m benchmark.run --method "$method" --quiet "$@"
+    # --isolate: every method in the bubblewrap sandbox (refused where bubblewrap is missing)
+    python -m benchmark.run --method "$method" --isolate --quiet "$@"
     echo "=== $method: $((SECONDS - start)) s"
 done
 python -m benchmark.tables

@@ -52,13 +52,25 @@ def scan_class_folders(src: Path) -> list[tuple[str, str, Path]]:
 class LandmarkDetector:
     """MTCNN 5-point landmarks (eyes, nose, mouth corners) of the most confident face."""
 
+    #: MTCNN's smallest face (its ``min_face_size``); a smaller image cannot hold one, and
+    #: MTCNN's image pyramid is empty for it
+    MIN_FACE_PX = 20
+
     def __init__(self) -> None:
         from facenet_pytorch import MTCNN
 
-        self.mtcnn = MTCNN(keep_all=False, device="cpu")
+        self.mtcnn = MTCNN(keep_all=False, device="cpu", min_face_size=self.MIN_FACE_PX)
 
-    def __call__(self, image) -> np.ndarray | None:
-        boxes, probs, points = self.mtcnn.detect(image, landmarks=True)
+    def __call__(self, image, path: Path) -> np.ndarray | None:
+        """The landmarks in pixels, or None when no face is found; a detector failure is a
+        :class:`MeMaFormatError` naming ``path``."""
+        if min(image.size) < self.MIN_FACE_PX:
+            return None
+        try:
+            boxes, probs, points = self.mtcnn.detect(image, landmarks=True)
+        except Exception as err:  # MTCNN fails on degenerate images in many ways
+            raise MeMaFormatError(path, f"landmark detection failed ({type(err).__name__}: "
+                                        f"{err})") from err
         if boxes is None:
             return None
         return np.asarray(points[int(np.argmax(probs))], dtype=np.float64)  # [5,2] pixels
@@ -77,7 +89,7 @@ def prepare(src: str | Path, out: str | Path, landmarks: bool = False, progress:
             image = open_image(path, "RGB", path, None, "image")  # fails on unreadable files
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, tmp / rel)
-            points = detector(image) if detector else None
+            points = detector(image, path) if detector else None
             missed += detector is not None and points is None
             rows.append(dict(image=rel.as_posix(), split=split, label=name, signs="",
                              identity=f"{split}/{name}/{path.stem}", age="", sex="", mask="",
@@ -86,7 +98,8 @@ def prepare(src: str | Path, out: str | Path, landmarks: bool = False, progress:
         write_classes(tmp, classes, [])
         read_metadata(tmp)  # the loader's checks (empty split, duplicates...) before committing
     if missed:
-        print(f"MTCNN found no face in {missed} of {len(rows)} images; they use canonical landmarks")
+        print(f"MTCNN found no face in {missed} of {len(rows)} images (images under "
+              f"{LandmarkDetector.MIN_FACE_PX} px are not searched); they use canonical landmarks")
     return out
 
 

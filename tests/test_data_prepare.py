@@ -87,6 +87,7 @@ def test_mtcnn_landmarks_on_astronaut(tmp_path):
         photo.save(src / split / "healthy" / "astronaut.png")
     # a face-less image must not break the import
     Image.new("RGB", (64, 64), (120, 160, 200)).save(src / "test" / "healthy" / "sky.png")
+    Image.new("RGB", (1, 1), (120, 160, 200)).save(src / "test" / "healthy" / "dot.png")
     out = prepare(src, tmp_path / "out", landmarks=True, progress=False)
     meta = pd.read_csv(out / "metadata.csv", keep_default_na=False).set_index("image")
     points = np.array(meta.loc["images/train/healthy/astronaut.png", "landmarks"].split(), float).reshape(5, 2)
@@ -94,5 +95,21 @@ def test_mtcnn_landmarks_on_astronaut(tmp_path):
     assert np.abs(points[0] - [204, 101]).max() < 6 and np.abs(points[1] - [247, 103]).max() < 6
     assert points[0, 1] < points[2, 1] < points[3, 1] and points[3, 0] < points[2, 0] < points[4, 0]
     assert meta.loc["images/test/healthy/sky.png", "landmarks"] == ""
+    assert meta.loc["images/test/healthy/dot.png", "landmarks"] == ""  # 1x1: no face, no crash
     lm = MeMaDataModule(out, image_size=32).dataset("train")[0]["landmarks"]
     assert torch.allclose(lm, torch.tensor(points, dtype=torch.float32) / 512, atol=1e-3)
+
+
+def test_a_landmark_detector_failure_names_the_file(tmp_path):
+    from data.prepare import LandmarkDetector
+
+    class Broken:
+        def detect(self, image, landmarks):
+            raise RuntimeError("degenerate pyramid")
+
+    detector = object.__new__(LandmarkDetector)
+    detector.mtcnn = Broken()
+    path = tmp_path / "odd.png"
+    with pytest.raises(MeMaFormatError, match="odd.png.*landmark detection failed"):
+        detector(Image.new("RGB", (40, 40)), path)
+    assert detector(Image.new("RGB", (1, 1)), path) is None  # too small to hold a face

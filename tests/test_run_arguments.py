@@ -78,3 +78,19 @@ def test_help_imports_nothing_heavy():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "--isolate" in done.stdout and "--generate" in done.stdout
+
+
+def test_isolate_without_bubblewrap_is_refused_and_the_default_says_so(monkeypatch, capsys,
+                                                                     empty_cache):
+    import benchmark.sandbox
+
+    monkeypatch.setattr(benchmark.sandbox, "bwrap_available", lambda: False)
+    assert "needs bubblewrap" in _refused(["--method", "blur", "--isolate"], capsys)
+    # the default falls back to a plain worker process, and says so once
+    from benchmark.run import build_parser, check_args
+
+    parser = build_parser()
+    args = parser.parse_args(["--method", "blur"])
+    check_args(parser, args)
+    assert args.isolate is False
+    assert capsys.readouterr().err.count("bubblewrap (bwrap) is not available") == 1

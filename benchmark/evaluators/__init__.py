@@ -1,4 +1,4 @@
-"""Independent evaluators, trained once per dataset on its clean training split (DESIGN.md §4).
+"""Independent evaluators, trained once per dataset on its clean training split (docs/architecture.md §4).
 
 They live under ``cache_root()/evaluators/<dataset fingerprint>/<config hash>/`` and are never
 handed to a method: the harness alone holds them.
