@@ -156,10 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     from benchmark.registry import PluginError
     from benchmark.storage import CorruptCacheError
     from benchmark.validation import MethodOutputError
+    from data import MeMaFormatError
 
     try:
         record = runner.run(args, spec)
-    except (PluginError, MethodOutputError, CorruptCacheError) as err:
+    except (PluginError, MethodOutputError, CorruptCacheError, MeMaFormatError) as err:
         print(f"error: {err}", file=sys.stderr)
         print("no run record or leaderboard row was written.", file=sys.stderr)
         return 2

@@ -166,6 +166,9 @@ class MethodClient:
             self._describe()
         timeout = self.timeout if timeout == "default" else timeout
         process = self._process
+        if process.poll() is not None or process.stdin.closed:
+            raise WorkerError(f"method {self.name!r}: the worker is not running "
+                              f"(exit code {process.returncode}); cannot call {name}()")
         try:
             process.stdin.write(encode({"call": name, "args": _cpu(list(args))}))
             process.stdin.flush()
