@@ -1,7 +1,8 @@
 """The method contract every de-identifier implements (docs/architecture.md §3).
 
 A method is found by name through the ``mema_bench.methods`` entry-point group (see
-``benchmark.registry``). The harness builds it with keyword options, calls ``fit`` with a
+``benchmark.registry``). The harness builds it in its own worker process
+(``benchmark.worker``, docs/isolation.md) with keyword options, calls ``fit`` with a
 datamodule that only serves the training split, then ``anonymize`` (and ``recover`` for
 reversible methods) on test batches from which every label has been removed.
 """

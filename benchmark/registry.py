@@ -3,7 +3,12 @@
 Two ways to name a method, and no other: an entry point in the ``mema_bench.methods`` group
 (the suite's built-ins are declared there in its own ``setup.cfg``, exactly as a third-party
 package declares its plugins) or an importable ``package.module:Class``. The harness never
-imports ``baselines`` or ``medsem_deid`` by name.
+imports ``baselines`` or ``medsem_deid`` by name, and during a run it imports no method at
+all: :func:`resolve` and :func:`check_target` work from entry-point metadata and source files,
+and the method's worker imports the class (:func:`import_method_class`).
+
+Names are unique (docs/isolation.md): a row name is a registry name; two entry points with
+one name, or a class claiming another method's name, are refused.
 """
 from __future__ import annotations
 
@@ -239,10 +244,14 @@ def list_methods() -> list[MethodInfo]:
         except Exception as err:
             infos.append(MethodInfo(name, ep.value, error=f"{type(err).__name__}: {err}"))
             continue
-        doc = (cls.__doc__ or "").strip().splitlines()
-        description = cls.description or (doc[0] if doc else "")
-        infos.append(MethodInfo(name, ep.value, bool(cls.reversible), description))
+        infos.append(MethodInfo(name, ep.value, bool(cls.reversible), method_description(cls)))
     return infos
+
+
+def method_description(cls: type[DeIdMethod]) -> str:
+    """``description``, else the first line of the class docstring."""
+    doc = (cls.__doc__ or "").strip().splitlines()
+    return cls.description or (doc[0] if doc else "")
 
 
 def format_method_list(infos: list[MethodInfo]) -> str:

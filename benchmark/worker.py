@@ -234,7 +234,7 @@ class _Worker:
         self.seed = 0
 
     def open(self, request: dict) -> dict:
-        from benchmark.registry import import_method_class
+        from benchmark.registry import import_method_class, method_description
 
         torch.set_num_threads(int(request["threads"]))
         torch.use_deterministic_algorithms(bool(request["deterministic"]))
@@ -247,7 +247,7 @@ class _Worker:
         self.method = cls(**options)
         return {"declared_name": getattr(cls, "name", "") or "",
                 "class": f"{cls.__module__}:{cls.__qualname__}",
-                "description": self.method.description or _first_line(cls.__doc__),
+                "description": self.method.description or method_description(cls),
                 "reversible": bool(self.method.reversible),
                 "key_bits": int(self.method.key_bits),
                 "config": self.method.config()}
@@ -285,11 +285,6 @@ def _image_reply(output: Any) -> Tensor:
     if not isinstance(output, Tensor):
         raise TypeError(f"returned {type(output).__name__}, expected a torch.Tensor")
     return output.detach().cpu()
-
-
-def _first_line(doc: str | None) -> str:
-    lines = (doc or "").strip().splitlines()
-    return lines[0] if lines else ""
 
 
 def silence_lightning() -> None:
