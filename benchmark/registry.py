@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib
+import importlib.util
 import sys
 from dataclasses import dataclass
 from importlib.machinery import PathFinder
@@ -104,12 +105,15 @@ def import_method_class(target: str) -> type[DeIdMethod]:
 def _module_source(module_name: str) -> str | None:
     """The file ``module_name`` would be imported from, found without importing anything
     (not even its parent packages); None when the import system finds no source file."""
-    parts, search, spec = module_name.split("."), None, None
-    for i in range(len(parts)):
-        spec = PathFinder.find_spec(".".join(parts[: i + 1]), search)
-        if spec is None:
+    parts = module_name.split(".")
+    try:  # a top-level name is looked up by every finder (editable installs too), unimported
+        spec = importlib.util.find_spec(parts[0])
+    except (ImportError, ValueError):
+        return None
+    for i in range(1, len(parts)):
+        if spec is None or spec.submodule_search_locations is None:
             return None
-        search = spec.submodule_search_locations
+        spec = PathFinder.find_spec(".".join(parts[: i + 1]), spec.submodule_search_locations)
     return spec.origin if spec is not None and spec.has_location else None
 
 
