@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from benchmark.sandbox import python_path
 from benchmark.validation import MethodOutputError
 
 _HEADER = struct.Struct("<Q")
@@ -95,8 +96,8 @@ class MethodClient:
         options: keyword options of the constructor (``profile``, ``seed``,
             ``trainer_kwargs``); ``work_dir`` is set here.
         work_dir: the method's own folder (the only writable one under ``--isolate``).
-        sandbox: argv prefix that wraps the worker (``benchmark.sandbox.bwrap_command``), or
-            None for a plain process.
+        sandbox: ``(argv, work_dir) -> argv`` wrapping the worker's command line in a sandbox
+            (``benchmark.sandbox.bwrap_command``), or None for a plain process.
         timeout: seconds a call other than ``fit`` may take; ``fit_timeout`` for ``fit``
             (None: unlimited).
     """
@@ -111,7 +112,7 @@ class MethodClient:
         work_dir.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "benchmark.worker"]
         env = {k: v for k, v in os.environ.items() if k != "MEMA_BENCH_CACHE"}
-        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in _import_path())
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in python_path())
         env["MPLCONFIGDIR"] = str(work_dir / ".matplotlib")  # home may be read-only
         command = sandbox(argv, work_dir) if sandbox else argv
         # the worker's stdout carries replies; it points its own prints at stderr
@@ -217,12 +218,6 @@ class MethodClient:
 
     def __exit__(self, *exc) -> None:
         self.close(kill=exc[0] is not None)
-
-
-def _import_path() -> list[Path]:
-    from benchmark.sandbox import python_path
-
-    return python_path()
 
 
 # -- the worker side -------------------------------------------------------------------------

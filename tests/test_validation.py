@@ -22,6 +22,7 @@ REF = torch.rand(4, 3, 16, 16)
     (REF + 0.5, "values in"),
     (REF - 0.5, "values in"),
     ((REF * 255).byte(), "dtype"),
+    (REF.double(), "dtype torch.float64, expected torch.float32"),
     (REF.numpy(), "ndarray"),
 ])
 def test_bad_outputs_are_rejected_naming_method_and_problem(output, problem):

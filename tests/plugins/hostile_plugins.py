@@ -77,20 +77,6 @@ class Hangs(DeIdMethod):
         time.sleep(600)
 
 
-class Doubles(DeIdMethod):
-    """Returns float64 images."""
-
-    def anonymize(self, batch, keys):
-        return batch["image"].double()
-
-
-class ClaimsBuiltinName(DeIdMethod):
-    name = "medsem_deid"
-
-    def anonymize(self, batch, keys):
-        return batch["image"]
-
-
 class Keyed(DeIdMethod):
     """Reversible: adds the key's first bit; records what it was called with."""
 
@@ -114,7 +100,3 @@ class Keyed(DeIdMethod):
 
     def recover(self, images, keys):
         return images * 1.25 - 0.25 * keys[:, :1, None, None]
-
-
-def not_a_class():
-    return None
