@@ -46,10 +46,12 @@ def enrolment_attack(ctx: AttackContext, prefix: str, embed: Callable[[Tensor], 
     probes = ctx.embed(embed, ctx.deid) if probes is None else probes
     others = probes if ctx.deid_other is ctx.deid else ctx.embed(embed, ctx.deid_other)
     result, identity = AttackResult(), ctx.test.identity
-    runs = ((identity_protocol, prefix, clean_gallery), (pair_protocol, prefix, clean_gallery),
-            (identity_protocol, f"{prefix}_deid", others))
-    for protocol, name, gallery in runs:
-        scores, chance = protocol(name, gallery, probes, identity, ctx.resamples, ctx.seed)
+    runs = ((identity_protocol, prefix, clean_gallery, {}),
+            (pair_protocol, prefix, clean_gallery, {}),
+            (identity_protocol, f"{prefix}_deid", others, {"top_k": (1,)}))
+    for protocol, name, gallery, options in runs:
+        scores, chance = protocol(name, gallery, probes, identity, ctx.resamples, ctx.seed,
+                                  **options)
         result.scores.update(scores)
         result.chance.update(chance)
     return result, probes
@@ -61,7 +63,7 @@ class NaiveAttack(Attack):
     scores = (
         *reid_specs("reid", "naive, clean enrolment", headline=True),
         *reid_specs("reid_deid", "naive, de-identified enrolment", pair=False, top5=False),
-        *reid_specs("facenet_reid", "naive FaceNet, clean enrolment", top5=False),
+        *reid_specs("facenet_reid", "naive FaceNet, clean enrolment"),
         *reid_specs("facenet_reid_deid", "naive FaceNet, de-identified enrolment",
                     pair=False, top5=False),
         ScoreSpec("id_similarity", "naive: cosine similarity of a de-identified image to its "

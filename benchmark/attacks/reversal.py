@@ -19,6 +19,7 @@ from torchmetrics.functional import (
 
 from benchmark.attacks.base import Attack, AttackContext, AttackResult, TrainingPairs
 from benchmark.attacks.naive import reid_specs
+from benchmark.blinding import stream
 from benchmark.evaluators.common import adamw_one_cycle, normalise, train_module
 from benchmark.scores import ScoreSpec
 from benchmark.scoring import identity_protocol, mean_score, pair_protocol
@@ -34,6 +35,10 @@ class Deanonymizer(L.LightningModule):
         self.save_hyperparameters()
         self.net = smp.Unet(encoder, encoder_weights=None, encoder_depth=encoder_depth,
                             decoder_channels=tuple(decoder_channels), classes=3)
+        # a zero residual at the start: training begins from "the method changed nothing"
+        head = self.net.segmentation_head[0]
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
 
     def forward(self, images: Tensor) -> Tensor:
         return (images + self.net(normalise(images))).clamp(0, 1)
@@ -66,6 +71,9 @@ class ReversalAttack(Attack):
     def run(self, ctx: AttackContext) -> AttackResult:
         cfg = ctx.config.reversal
         deid, source = ctx.deid_train(1)
+        if cfg.max_pairs is not None and cfg.max_pairs < len(source):
+            keep = torch.randperm(len(source), generator=stream(cfg.seed, "reversal pairs"))
+            deid, source = deid[keep[:cfg.max_pairs]], source[keep[:cfg.max_pairs]]
         data = TrainingPairs(ctx.batch_size, cfg.seed, image=deid,
                              target=ctx.train["image"][source].float() / 255.0)
         net = Deanonymizer(cfg.encoder, cfg.encoder_depth, tuple(cfg.decoder_channels), cfg.lr,
