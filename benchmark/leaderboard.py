@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import re
 import tempfile
 from pathlib import Path
@@ -17,10 +18,10 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.scores import declared, family_of
+from benchmark.scores import is_defined, declared, family_of
 
 #: columns of the Markdown table that are not scores
-_TEXT_COLUMNS = ("method", "reversible", "worst attack")
+_TEXT_COLUMNS = ("method", "reversible", "seeds", "worst attack")
 
 
 def safe_name(name: str) -> str:
@@ -40,8 +41,10 @@ def runs_dir(output: Path, dataset: str) -> Path:
     return Path(output) / "runs" / dataset
 
 
-def record_path(output: Path, dataset: str, method: str) -> Path:
-    return runs_dir(output, dataset) / f"{safe_name(method)}.json"
+def record_path(output: Path, dataset: str, method: str, seed: int = 0) -> Path:
+    """``<output>/runs/<dataset>/<method>/seed-<seed>.json``: one record per seed, so a
+    row can carry the spread over seeds; the qualitative grid is the ``.png`` beside it."""
+    return runs_dir(output, dataset) / safe_name(method) / f"seed-{seed}.json"
 
 
 def _finite(value: Any) -> Any:
@@ -61,7 +64,7 @@ def write_record(path: Path, record: dict) -> None:
 
 def load_records(output: Path, dataset: str) -> list[dict]:
     records = []
-    for path in sorted(runs_dir(output, dataset).glob("*.json")):
+    for path in sorted(runs_dir(output, dataset).glob("*/seed-*.json")):
         try:
             records.append(json.loads(path.read_text()))
         except json.JSONDecodeError as err:
@@ -69,19 +72,66 @@ def load_records(output: Path, dataset: str) -> list[dict]:
     return records
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _combine(scores: list[dict]) -> dict:
+    """One score over seeds: the mean, the sample standard deviation (None for one seed), the
+    per-seed values, and the per-seed bootstrap bounds averaged (the typical interval of one
+    seed's test images)."""
+    per_seed = [s.get("value") for s in scores]
+    defined = [v for v in per_seed if is_defined(v)]
+    if not defined:
+        return {"value": None, "ci_low": None, "ci_high": None, "std": None,
+                "per_seed": per_seed}
+    bounds = {}
+    for key in ("ci_low", "ci_high"):
+        found = [s[key] for s in scores if is_defined(s.get(key))]
+        bounds[key] = _mean(found) if len(found) == len(defined) else None
+    return {"value": _mean(defined), **bounds,
+            "std": statistics.stdev(defined) if len(defined) > 1 else None,
+            "per_seed": per_seed}
+
+
+def combine_seeds(records: list[dict]) -> list[dict]:
+    """One record per method (a row), its scores and clean references combined over the
+    method's seeds (:func:`_combine`); everything else comes from the lowest seed's record,
+    and ``seeds`` lists the seeds behind the row."""
+    by_method: dict[str, list[dict]] = {}
+    for record in records:
+        by_method.setdefault(record["method"], []).append(record)
+    combined = []
+    for group in by_method.values():
+        group = sorted(group, key=lambda r: r["seed"])
+        row = dict(group[0], seeds=[r["seed"] for r in group])
+        for part in ("scores", "clean"):
+            names = dict.fromkeys(n for r in group for n in r.get(part, {}))
+            row[part] = {n: _combine([r.get(part, {}).get(n) or {} for r in group])
+                         for n in names}
+        combined.append(row)
+    return combined
+
+
 def _row(record: dict, scores: list[str]) -> dict:
+    """A CSV row of a combined record: each score's mean, bootstrap bounds, spread over
+    seeds, per-seed values (``;``-joined) and chance level."""
     row = {"method": record["method"], "family": record.get("family", record["method"]),
            "reversible": bool(record["reversible"]),
-           "worst attack": family_of(record.get("reid_worst_of") or "")}
+           "worst attack": family_of(record.get("reid_worst_of") or ""),
+           "n_seeds": len(record["seeds"]), "seeds": ";".join(map(str, record["seeds"]))}
     for name in scores:
         row[name] = (record["scores"].get(name) or {}).get("value")
     for name in scores:
         score = record["scores"].get(name) or {}
         row[f"{name}_ci_low"], row[f"{name}_ci_high"] = score.get("ci_low"), score.get("ci_high")
+        row[f"{name}_std"] = score.get("std")
+        row[f"{name}_per_seed"] = ";".join(
+            "" if v is None else repr(v) for v in score.get("per_seed", []))
     for name in scores:
         row[f"{name}_chance"] = record.get("chance", {}).get(name)
     row.update(peak_memory_mb=record["cost"].get("peak_memory_mb"), profile=record["profile"],
-               seed=record["seed"], n_test=record["n_test"])
+               n_test=record["n_test"])
     return row
 
 
@@ -95,7 +145,9 @@ def score_columns(records: list[dict]) -> list[str]:
 
 
 def leaderboard_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per method (sweep points are rows of their own), sorted by name."""
+    """One row per method (sweep points are rows of their own) over all its seeds, sorted by
+    name; ``records`` are per-seed run records."""
+    records = combine_seeds(records)
     columns = score_columns(records)
     frame = pd.DataFrame([_row(r, columns) for r in records])
     if frame.empty:
@@ -110,7 +162,9 @@ def markdown_table(frame: pd.DataFrame, records: list[dict], dataset: str) -> st
     scores = [n for n, spec in specs.items() if spec.headline and n in frame.columns]
     header = list(_TEXT_COLUMNS) + scores
     lines = [f"# Leaderboard: {dataset}", "",
-             "Scores on the test split with bootstrap 95% CIs resampled by identity; "
+             "Scores on the test split with bootstrap 95% CIs resampled by identity "
+             "(one seed), or mean ± standard deviation over the row's seeds (`seeds` says how "
+             "many; the CSV has every seed's value); "
              "percentages for rates, accuracy and F1. Privacy: `reid_worst` is the highest "
              "identity-protocol top-1 re-identification over all attacks "
              "(docs/threat_model.md; `worst attack` names it), `reid_top1_identity` the naive "
@@ -121,9 +175,8 @@ def markdown_table(frame: pd.DataFrame, records: list[dict], dataset: str) -> st
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in frame.to_dict("records"):
         cells = [str(row["method"]), "yes" if row["reversible"] else "no",
-                 row.get("worst attack") or "–"]
-        cells += [specs[s].format(row[s], row[f"{s}_ci_low"], row[f"{s}_ci_high"])
-                  for s in scores]
+                 str(row["n_seeds"]), row.get("worst attack") or "–"]
+        cells += [specs[s].cell(row) for s in scores]
         lines.append("| " + " | ".join(cells) + " |")
     if records:
         ref = records[-1]
@@ -134,7 +187,7 @@ def markdown_table(frame: pd.DataFrame, records: list[dict], dataset: str) -> st
             "*clean (no-op)*": {s: (ref["clean"].get(s) or {}).get("value") for s in scores},
         }
         for label, values in references.items():
-            cells = [label, "", ""] + [specs[s].format(values.get(s)) for s in scores]
+            cells = [label, "", "", ""] + [specs[s].format(values.get(s)) for s in scores]
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", f"Dataset fingerprint `{ref['dataset_fingerprint']}`, profile "
                   f"`{ref['profile']}`, {ref['n_test']} test images. Chance = random guessing "

@@ -15,8 +15,12 @@ from benchmark.leaderboard import atomic_write  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
+    """Save as PNG or PDF (by the suffix), atomically; no creation date, so a rebuild from the
+    same records writes the same bytes."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    fig.savefig(buffer, format=fmt, dpi=120, bbox_inches="tight",
+                metadata={"CreationDate": None} if fmt == "pdf" else None)
     plt.close(fig)
     atomic_write(Path(path), buffer.getvalue())
 

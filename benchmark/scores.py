@@ -36,16 +36,32 @@ class ScoreSpec:
 
     def format(self, value: Any, low: Any = None, high: Any = None) -> str:
         """``value [low, high]`` with the declared digits; an en dash when undefined."""
-        if not _defined(value):
+        if not is_defined(value):
             return "–"
         scale = 100.0 if self.percent else 1.0
         text = f"{scale * value:.{self.digits}f}"
-        if _defined(low) and _defined(high):
+        if is_defined(low) and is_defined(high):
             text += f" [{scale * low:.{self.digits}f}, {scale * high:.{self.digits}f}]"
         return text
 
+    def format_spread(self, mean: Any, std: Any) -> str:
+        """``mean ± std`` over seeds with the declared digits (plain ``format`` without a
+        spread)."""
+        if not is_defined(std):
+            return self.format(mean)
+        scale = 100.0 if self.percent else 1.0
+        return f"{scale * mean:.{self.digits}f} ± {scale * std:.{self.digits}f}"
 
-def _defined(value: Any) -> bool:
+    def cell(self, row: dict) -> str:
+        """A table cell from a leaderboard row (:func:`benchmark.leaderboard.leaderboard_frame`):
+        ``mean ± std`` over seeds when there are several, else ``value [ci_low, ci_high]``."""
+        n = self.name
+        if row.get("n_seeds", 1) > 1:
+            return self.format_spread(row[n], row.get(f"{n}_std"))
+        return self.format(row[n], row.get(f"{n}_ci_low"), row.get(f"{n}_ci_high"))
+
+
+def is_defined(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
@@ -111,10 +127,10 @@ def summary_lines(record: dict) -> list[str]:
         cells = []
         for spec in family.scores:
             score = scores.get(spec.name)
-            if not score or not _defined(score.get("value")):
+            if not score or not is_defined(score.get("value")):
                 continue
             text = f"{spec.name} {spec.format(score['value'], score.get('ci_low'), score.get('ci_high'))}"
-            if spec.name in chance and _defined(chance[spec.name]):
+            if spec.name in chance and is_defined(chance[spec.name]):
                 text += f" (chance {spec.format(chance[spec.name])})"
             cells.append(text)
         if cells:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmark.leaderboard import load_records, write_leaderboard
+from benchmark.leaderboard import combine_seeds, load_records, write_leaderboard
 from benchmark.qualitative import save_frontier
 
 
@@ -21,8 +21,10 @@ FRONTIER_AXES = (("reid_top1_identity", "naive attack: reid_top1_identity"),
                  ("reid_worst", "worst attack: reid_worst"))
 
 
-def write_frontier(output: Path, dataset: str) -> Path | None:
-    records = load_records(output, dataset)
+def write_frontier(output: Path, dataset: str, path: Path | None = None) -> Path | None:
+    """Draw the frontier of a dataset's rows (seeds combined) to ``path`` (PNG or PDF by its
+    suffix; default ``<output>/<dataset>_frontier.png``)."""
+    records = combine_seeds(load_records(output, dataset))
     if not records:
         return None
     axes = [(name, label) for name, label in FRONTIER_AXES
@@ -38,7 +40,7 @@ def write_frontier(output: Path, dataset: str) -> Path | None:
         point.update({name: (r["scores"].get(name) or {}).get("value") for name, _ in axes})
         points.append(point)
     ref = records[-1]
-    path = Path(output) / f"{dataset}_frontier.png"
+    path = Path(path) if path is not None else Path(output) / f"{dataset}_frontier.png"
     save_frontier(points, path, axes=axes, chance=ref["chance"].get(axes[0][0]),
                   clean={name: (ref["clean"].get(name) or {}).get("value") for name, _ in axes},
                   clean_accuracy=(ref["clean"].get("accuracy") or {}).get("value"),
@@ -46,8 +48,10 @@ def write_frontier(output: Path, dataset: str) -> Path | None:
     return path
 
 
-def rebuild(output: Path, datasets: list[str] | None = None) -> list[Path]:
-    """Rewrite every table and frontier plot under ``output``; returns the files written."""
+def rebuild(output: Path, datasets: list[str] | None = None, paper: bool = False
+            ) -> list[Path]:
+    """Rewrite every table and frontier plot under ``output`` (and the paper's tables under
+    ``output/paper/`` with ``paper``); returns the files written."""
     runs = Path(output) / "runs"
     if datasets is None:
         datasets = sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
@@ -57,6 +61,10 @@ def rebuild(output: Path, datasets: list[str] | None = None) -> list[Path]:
         frontier = write_frontier(output, dataset)
         if frontier:
             written.append(frontier)
+        if paper:
+            from benchmark.paper import write_paper_tables
+
+            written += write_paper_tables(output, dataset)
     return written
 
 
@@ -69,8 +77,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="leaderboard folder holding runs/ (default: ./leaderboards)")
     parser.add_argument("--dataset", action="append",
                         help="only this dataset (repeatable; default: every dataset found)")
+    parser.add_argument("--paper", action="store_true",
+                        help="also write the paper's tables (main comparison, MedSem-DeID "
+                        "ablation, reversibility) in Markdown and LaTeX and the frontier as "
+                        "PDF/PNG under OUTPUT/paper/<dataset>/")
     args = parser.parse_args(argv)
-    written = rebuild(args.output, args.dataset)
+    written = rebuild(args.output, args.dataset, paper=args.paper)
     if not written:
         parser.error(f"no run records under {args.output / 'runs'}")
     for path in written:
