@@ -75,3 +75,19 @@ def test_paper_tables_from_records(leaderboard):
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     tables_main(["--output", str(output), "--paper"])
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_compare_reproduction_within_seed_spread(leaderboard, tmp_path_factory):
+    from benchmark.compare import main as compare_main
+
+    committed, records = leaderboard
+    rerun = tmp_path_factory.mktemp("rerun")
+    for r in records:  # within the spread: one seed moves by less than its CI
+        r = {**r, "scores": {**r["scores"], "accuracy": {
+            **r["scores"]["accuracy"], "value": r["scores"]["accuracy"]["value"] + 0.01}}}
+        write_record(record_path(rerun, "mema", r["method"], r["seed"]), r)
+    assert compare_main([str(committed), str(rerun), "--dataset", "mema"]) == 0
+    moved = records[0]  # blur, one seed: accuracy 0.50 [0.48, 0.52] -> 0.60
+    moved = {**moved, "scores": {**moved["scores"], "accuracy": {"value": 0.60}}}
+    write_record(record_path(rerun, "mema", moved["method"], moved["seed"]), moved)
+    assert compare_main([str(committed), str(rerun), "--dataset", "mema"]) == 1
