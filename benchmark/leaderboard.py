@@ -11,6 +11,7 @@ import functools
 import json
 import math
 import os
+import statistics
 import re
 import tempfile
 import warnings
@@ -20,21 +21,10 @@ from typing import Any
 import pandas as pd
 from filelock import FileLock
 
-#: score columns every leaderboard carries, in this order (issue #3)
-REQUIRED_SCORES = (
-    "reid_top1", "reid_top5", "reid_top1_identity", "id_similarity", "accuracy", "macro_f1",
-    "sign_f1", "kappa", "dice", "recovery_psnr", "recovery_ssim", "wrongkey_reid_top1",
-    "images_per_s",
-)
-#: further scores shown when any run has them
-EXTRA_SCORES = (
-    "reid_top5_identity", "recovery_id_similarity", "key_diversity", "facenet_reid_top1",
-    "facenet_reid_top1_identity",
-)
-#: how the Markdown table labels and formats each score
-_PERCENT = {"reid_top1", "reid_top5", "reid_top1_identity", "reid_top5_identity", "accuracy",
-            "macro_f1", "sign_f1", "wrongkey_reid_top1", "facenet_reid_top1",
-            "facenet_reid_top1_identity"}
+from benchmark.scores import is_defined, declared, family_of
+
+#: columns of the Markdown table that are not scores
+_TEXT_COLUMNS = ("method", "reversible", "seeds", "worst attack")
 
 
 def safe_name(name: str) -> str:
@@ -76,8 +66,10 @@ def runs_dir(output: Path, dataset: str) -> Path:
     return Path(output) / "runs" / dataset
 
 
-def record_path(output: Path, dataset: str, method: str) -> Path:
-    return runs_dir(output, dataset) / f"{safe_name(method)}.json"
+def record_path(output: Path, dataset: str, method: str, seed: int = 0) -> Path:
+    """``<output>/runs/<dataset>/<method>/seed-<seed>.json``: one record per seed, so a
+    row can carry the spread over seeds; the qualitative grid is the ``.png`` beside it."""
+    return runs_dir(output, dataset) / safe_name(method) / f"seed-{seed}.json"
 
 
 def _finite(value: Any) -> Any:
@@ -104,7 +96,7 @@ def load_records(output: Path, dataset: str) -> list[dict]:
     """The dataset's run records; a malformed one is reported by name and skipped, so it
     never costs a finished run its row."""
     records = []
-    for path in sorted(runs_dir(output, dataset).glob("*.json")):
+    for path in sorted(runs_dir(output, dataset).glob("*/seed-*.json")):
         try:
             record = json.loads(path.read_text())
             missing = [k for k in RECORD_KEYS if k not in record]
@@ -117,67 +109,128 @@ def load_records(output: Path, dataset: str) -> list[dict]:
     return records
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _combine(scores: list[dict]) -> dict:
+    """One score over seeds: the mean, the sample standard deviation (None for one seed), the
+    per-seed values, and the per-seed bootstrap bounds averaged (the typical interval of one
+    seed's test images)."""
+    per_seed = [s.get("value") for s in scores]
+    defined = [v for v in per_seed if is_defined(v)]
+    if not defined:
+        return {"value": None, "ci_low": None, "ci_high": None, "std": None,
+                "per_seed": per_seed}
+    bounds = {}
+    for key in ("ci_low", "ci_high"):
+        found = [s[key] for s in scores if is_defined(s.get(key))]
+        bounds[key] = _mean(found) if len(found) == len(defined) else None
+    return {"value": _mean(defined), **bounds,
+            "std": statistics.stdev(defined) if len(defined) > 1 else None,
+            "per_seed": per_seed}
+
+
+def combine_seeds(records: list[dict]) -> list[dict]:
+    """One record per method (a row), its scores and clean references combined over the
+    method's seeds (:func:`_combine`); everything else comes from the lowest seed's record,
+    and ``seeds`` lists the seeds behind the row."""
+    by_method: dict[str, list[dict]] = {}
+    for record in records:
+        by_method.setdefault(record["method"], []).append(record)
+    combined = []
+    for group in by_method.values():
+        group = sorted(group, key=lambda r: r["seed"])
+        row = dict(group[0], seeds=[r["seed"] for r in group])
+        for part in ("scores", "clean"):
+            names = dict.fromkeys(n for r in group for n in r.get(part, {}))
+            row[part] = {n: _combine([r.get(part, {}).get(n) or {} for r in group])
+                         for n in names}
+        combined.append(row)
+    return combined
+
+
 def _row(record: dict, scores: list[str]) -> dict:
-    row = {"method": record["method"], "reversible": bool(record["reversible"])}
+    """A CSV row of a combined record: each score's mean, bootstrap bounds, spread over
+    seeds, per-seed values (``;``-joined) and chance level."""
+    row = {"method": record["method"], "family": record.get("family", record["method"]),
+           "reversible": bool(record["reversible"]),
+           "worst attack": family_of(record.get("reid_worst_of") or ""),
+           "n_seeds": len(record["seeds"]), "seeds": ";".join(map(str, record["seeds"]))}
     for name in scores:
         row[name] = (record["scores"].get(name) or {}).get("value")
     for name in scores:
         score = record["scores"].get(name) or {}
         row[f"{name}_ci_low"], row[f"{name}_ci_high"] = score.get("ci_low"), score.get("ci_high")
+        row[f"{name}_std"] = score.get("std")
+        row[f"{name}_per_seed"] = ";".join(
+            "" if v is None else repr(v) for v in score.get("per_seed", []))
+    for name in scores:
+        row[f"{name}_chance"] = record.get("chance", {}).get(name)
     row.update(peak_memory_mb=record["cost"].get("peak_memory_mb"), profile=record["profile"],
-               seed=record["seed"], n_test=record["n_test"])
+               n_test=record["n_test"])
     return row
 
 
+def score_columns(records: list[dict]) -> list[str]:
+    """CSV score columns, in declaration order: every headline score, and every other
+    declared score some record has; undeclared scores of old records come last."""
+    specs = declared()
+    present = {name for r in records for name in r["scores"]}
+    columns = [n for n, spec in specs.items() if spec.headline or n in present]
+    return columns + sorted(present - set(specs))
+
+
 def leaderboard_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per method, required columns first, sorted by identity leakage then utility."""
-    extras = [s for s in EXTRA_SCORES if any(s in r["scores"] for r in records)]
-    frame = pd.DataFrame([_row(r, list(REQUIRED_SCORES) + extras) for r in records])
+    """One row per method (sweep points are rows of their own) over all its seeds, sorted by
+    name; ``records`` are per-seed run records."""
+    records = combine_seeds(records)
+    columns = score_columns(records)
+    frame = pd.DataFrame([_row(r, columns) for r in records])
     if frame.empty:
-        return pd.DataFrame(columns=["method", "reversible", *REQUIRED_SCORES])
+        return pd.DataFrame(columns=["method", "family", "reversible", *columns])
     return frame.sort_values("method").reset_index(drop=True)
 
 
-def _fmt(name: str, value: Any, low: Any = None, high: Any = None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if name in _PERCENT:
-        text = f"{100 * value:.1f}"
-        if low is not None and high is not None and not pd.isna(low):
-            text += f" [{100 * low:.1f}, {100 * high:.1f}]"
-        return text
-    digits = 0 if name == "images_per_s" else 1 if name == "recovery_psnr" else 3
-    text = f"{value:.{digits}f}"
-    if low is not None and high is not None and not pd.isna(low):
-        text += f" [{low:.{digits}f}, {high:.{digits}f}]"
-    return text
-
-
 def markdown_table(frame: pd.DataFrame, records: list[dict], dataset: str) -> str:
-    """The leaderboard as Markdown, with the chance and clean (no-op) references beneath."""
-    scores = [c for c in frame.columns if f"{c}_ci_low" in frame.columns]
-    header = ["method", "reversible"] + scores
+    """The compact leaderboard (headline scores) as Markdown, with the chance, attribute-floor
+    and clean (no-op) references beneath; the CSV has every attack's columns."""
+    specs = declared()
+    scores = [n for n, spec in specs.items() if spec.headline and n in frame.columns]
+    header = list(_TEXT_COLUMNS) + scores
     lines = [f"# Leaderboard: {dataset}", "",
-             "Scores on the test split with bootstrap 95% CIs over test images; percentages for "
-             "rates, accuracy and F1. Identity leakage: naive attack with the clean-trained "
-             "recogniser (lower is better); utility: clean-trained classifier/segmenter "
-             "(higher is better). Generated by `python -m benchmark.run` / "
+             "Scores on the test split with bootstrap 95% CIs resampled by identity "
+             "(one seed), or mean ± standard deviation over the row's seeds (`seeds` says how "
+             "many; the CSV has every seed's value); "
+             "percentages for rates, accuracy and F1. Privacy: `reid_worst` is the highest "
+             "identity-protocol top-1 re-identification over all attacks "
+             "(docs/threat_model.md; `worst attack` names it), `reid_top1_identity` the naive "
+             "attack alone (lower is better); the CSV has every attack's columns. Utility: "
+             "clean-trained classifier/segmenter (higher is better); naturalness: KID x1000 "
+             "(lower is better). Generated by `python -m benchmark.run` / "
              "`python -m benchmark.tables`; do not edit.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in frame.to_dict("records"):
-        cells = [str(row["method"]), "yes" if row["reversible"] else "no"]
-        cells += [_fmt(s, row[s], row[f"{s}_ci_low"], row[f"{s}_ci_high"]) for s in scores]
+        cells = [str(row["method"]), "yes" if row["reversible"] else "no",
+                 str(row["n_seeds"]), row.get("worst attack") or "–"]
+        cells += [specs[s].cell(row) for s in scores]
         lines.append("| " + " | ".join(cells) + " |")
     if records:
         ref = records[-1]
-        chance = ["*chance*", ""] + [_fmt(s, ref["chance"].get(s)) for s in scores]
-        clean = ["*clean (no-op)*", ""] + [
-            _fmt(s, (ref["clean"].get(s) or {}).get("value")) for s in scores]
-        lines += ["| " + " | ".join(chance) + " |", "| " + " | ".join(clean) + " |"]
+        floor = (ref["scores"].get("attribute_floor_top1_identity") or {}).get("value")
+        references = {
+            "*chance*": {s: ref["chance"].get(s) for s in scores},
+            "*attribute floor*": {s: floor for s in scores if s.startswith("reid_")},
+            "*clean (no-op)*": {s: (ref["clean"].get(s) or {}).get("value") for s in scores},
+        }
+        for label, values in references.items():
+            cells = [label, "", "", ""] + [specs[s].format(values.get(s)) for s in scores]
+            lines.append("| " + " | ".join(cells) + " |")
         lines += ["", f"Dataset fingerprint `{ref['dataset_fingerprint']}`, profile "
                   f"`{ref['profile']}`, {ref['n_test']} test images. Chance = random guessing "
-                  "(re-identification), impostor-pair similarity (id_similarity), majority "
-                  "class (accuracy); clean = the evaluators on unaltered test images."]
+                  "(re-identification), majority class (accuracy); attribute floor = "
+                  "re-identification from the kept diagnosis, age and sex alone; clean = the "
+                  "evaluators on unaltered test images."]
     return "\n".join(lines) + "\n"
 
 

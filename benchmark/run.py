@@ -55,11 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m benchmark.run",
         description=(
             "Score a face de-identification method on MeMa-style data: identity leakage "
-            "(re-identification by a clean-trained recogniser), medical utility (disease "
-            "accuracy, sign F1, Cohen's kappa, lesion Dice), reversibility and cost, each with "
-            "a bootstrap 95%% CI. Writes OUTPUT/runs/<dataset>/<method>.json, a qualitative "
-            "PNG beside it, and the leaderboard OUTPUT/<dataset>.csv and .md. The method runs "
-            "in its own worker process, sandboxed with bubblewrap where available."),
+            "under a knowing attacker (naive, parrot, reversal, linkage, storage and wrong-key "
+            "attacks; the worst case is the privacy column), medical utility (disease "
+            "accuracy, sign F1, Cohen's kappa, lesion Dice), naturalness (KID), "
+            "reversibility and cost, each with a bootstrap 95%% CI resampled by identity. "
+            "Writes OUTPUT/runs/<dataset>/<method>/seed-<seed>.json, a qualitative PNG beside "
+            "it, and the leaderboard OUTPUT/<dataset>.csv and .md. The method runs in its own "
+            "worker process, sandboxed with bubblewrap where available."),
         epilog=("Evaluators are cached under $MEMA_BENCH_CACHE/evaluators/<fingerprint>/<config>/ "
                 "and fitted methods under $MEMA_BENCH_CACHE/methods/<name>/ (default cache: "
                 "~/.cache/mema-bench). Example: python -m benchmark.run --method blur"),
@@ -79,7 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="quick: 64 px, small evaluators, CPU minutes (default); full: GPU "
                         "sized; toy: seconds, for tests")
     parser.add_argument("--seed", type=_seed, default=0,
-                        help="seed (>= 0) of the method, the keys and the bootstrap (default 0)")
+                        help="seed (>= 0) of the evaluators, the method, the keys, the attacks "
+                        "and the bootstrap (default 0)")
+    parser.add_argument("--seeds", metavar="S1,S2,...",
+                        help="run once per seed (e.g. 0,1,2), evaluators and method retrained "
+                        "per seed; one run record each, combined into the row's mean ± std")
+    parser.add_argument("--attacks", default="all",
+                        help="comma-separated attacks to run (default all: naive, parrot, "
+                        "reversal, linkage, storage, wrong_key, attribute_floor); see "
+                        "docs/threat_model.md")
+    parser.add_argument("--sweep", metavar="METHOD.OPTION=V1,V2,...",
+                        help="run the method once per value of a numeric option and write one "
+                        "row per value, e.g. --sweep blur.sigma=1,2,4,8")
     parser.add_argument("--output", type=Path, default=Path("leaderboards"),
                         help="folder for run records and tables (default ./leaderboards)")
     parser.add_argument("--retrain-evaluators", action="store_true",
@@ -112,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_args(parser: argparse.ArgumentParser, args):
-    """Refuse a bad argument before any work; returns the resolved method."""
+    """Refuse a bad argument before any work; returns the resolved method and the runs the
+    command asks for (sweep points times seeds)."""
     from benchmark.registry import MethodNotFoundError, PluginError, resolve
     from benchmark.sandbox import bwrap_available
 
@@ -138,7 +152,15 @@ def check_args(parser: argparse.ArgumentParser, args):
         parser.error("--isolate needs bubblewrap: install the Debian package 'bubblewrap' "
                      "(and allow user namespaces), or pass --no-isolate")
     try:
-        return resolve(args.method)
+        from benchmark.attacks import parse_attacks
+        from benchmark.sweep import expand_runs
+
+        args.attacks = parse_attacks(args.attacks)
+        runs = expand_runs(args)
+    except ValueError as err:
+        parser.error(str(err))
+    try:
+        return resolve(args.method), runs
     except (MethodNotFoundError, PluginError) as err:
         parser.error(str(err))
 
@@ -151,20 +173,22 @@ def main(argv: list[str] | None = None) -> int:
 
         print(format_method_list(list_methods()))
         return 0
-    spec = check_args(parser, args)
+    spec, runs = check_args(parser, args)
     from benchmark import runner
     from benchmark.registry import PluginError
     from benchmark.storage import CorruptCacheError
     from benchmark.validation import MethodOutputError
     from data import MeMaFormatError
 
-    try:
-        record = runner.run(args, spec)
-    except (PluginError, MethodOutputError, CorruptCacheError, MeMaFormatError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        print("no run record or leaderboard row was written.", file=sys.stderr)
-        return 2
-    print(runner.summary(record, args.output))
+    for run_args in runs:
+        try:
+            record = runner.run(run_args, spec)
+        except (PluginError, MethodOutputError, CorruptCacheError, MeMaFormatError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            print("no run record or leaderboard row was written for this run.",
+                  file=sys.stderr)
+            return 2
+        print(runner.summary(record, args.output))
     return 0
 
 

@@ -18,12 +18,15 @@ from pathlib import Path
 import torch
 
 from benchmark import datasets, method_cache
-from benchmark.evaluation import Evaluation, evaluate_method
+from benchmark.evaluation import (
+    Evaluation, attack_cache, attacker_training_data, evaluate_method,
+)
 from benchmark.evaluators import load_evaluators
 from benchmark.leaderboard import record_path, write_record
 from benchmark.profiles import Profile, get_profile
 from benchmark.qualitative import save_grid
 from benchmark.registry import MethodSpec, check_declared_name
+from benchmark.scores import summary_lines
 from benchmark.sandbox import BWRAP, PROCESS, bwrap_command
 from benchmark.storage import CorruptCacheError
 from benchmark.tables import rebuild
@@ -120,8 +123,9 @@ def start_method(args, spec: MethodSpec, profile: Profile, fingerprint: str,
 
         def sandbox(argv, work_dir):
             return bwrap_command(argv, hidden=hidden, work_dir=work_dir, visible=python_path())
+    # sweep points (benchmark.sweep) set one constructor option of the method
     options = {"profile": profile.method_profile, "seed": args.seed,
-               "trainer_kwargs": trainer_kwargs(args)}
+               "trainer_kwargs": trainer_kwargs(args), **getattr(args, "method_options", {})}
     return MethodClient(spec.name, spec.target, options, work_dir=work_dir, sandbox=sandbox,
                         timeout=args.method_timeout, fit_timeout=args.fit_timeout,
                         quiet=args.quiet)
@@ -159,7 +163,7 @@ def fit_or_load(method: MethodClient, datamodule, fingerprint: str, profile: Pro
 def run(args, spec: MethodSpec) -> dict:
     """Every phase of one run of ``spec`` (arguments checked by ``benchmark.run``); returns
     the run record."""
-    profile, phases = get_profile(args.profile), Phases()
+    profile, phases = get_profile(args.profile).for_seed(args.seed), Phases()
     if args.quiet:
         silence_lightning()
     with phases("data", args.dataset):
@@ -190,7 +194,13 @@ def run(args, spec: MethodSpec) -> dict:
                 signs=datamodule.signs, lesion_masks=datasets.lesion_masks(seg),
                 seed=args.seed, device=device, resamples=profile.bootstrap_resamples,
                 grid_images=profile.grid_images, progress=not args.quiet,
-                clean_cache=evaluators.clean_cache_path(fingerprint, profile.image_size))
+                clean_cache=evaluators.clean_cache_path(fingerprint, profile.image_size),
+                attacks=args.attacks,
+                attacker_data=attacker_training_data(datamodule.dataset("train")),
+                attack_config=profile.attacks, evaluator_config=profile.evaluators,
+                trainer_kwargs=trainer_kwargs(args),
+                attack_cache=attack_cache(method, cache_file, fingerprint, evaluators, profile,
+                                          args.seed))
     except BaseException:
         method.close(kill=True)
         raise
@@ -199,10 +209,10 @@ def run(args, spec: MethodSpec) -> dict:
         record = build_record(args, method, evaluation, root=root, fingerprint=fingerprint,
                               profile=profile, evaluator_dir=evaluators.directory,
                               method_cache=cache_file, times=phases.seconds)
-        path = record_path(args.output, args.dataset, method.name)
+        path = record_path(args.output, args.dataset, record["method"], args.seed)
         grid_path = path.with_suffix(".png")
-        save_grid(evaluation.grid, grid_path,
-                  f"{method.name} on {args.dataset} ({profile.name} profile)")
+        save_grid(evaluation.grid, grid_path, f"{record['method']} on {args.dataset} "
+                  f"({profile.name} profile, seed {args.seed})")
         record["qualitative"] = grid_path.name
         write_record(path, record)
         rebuild(args.output, [args.dataset])
@@ -214,7 +224,10 @@ def run(args, spec: MethodSpec) -> dict:
 def build_record(args, method: MethodClient, evaluation: Evaluation, *, root, fingerprint,
                  profile: Profile, evaluator_dir, method_cache, times) -> dict:
     return {
-        "method": method.name,
+        # a sweep point is a row of its own, named after its value; ``family`` is the method
+        "method": getattr(args, "run_name", None) or method.name,
+        "family": method.name,
+        "sweep": getattr(args, "sweep_point", None),
         "class": method.class_path,
         "description": method.description,
         "reversible": bool(method.reversible),
@@ -231,6 +244,8 @@ def build_record(args, method: MethodClient, evaluation: Evaluation, *, root, fi
         "clean": {k: v.as_dict() for k, v in evaluation.clean.items()},
         "per_sign_f1": evaluation.per_sign_f1,
         "cost": evaluation.cost,
+        "attacks": evaluation.extra.get("attacks", []),
+        "reid_worst_of": evaluation.extra.get("reid_worst_of"),
         "method_config": method.config(),
         "evaluator_config": asdict(profile.evaluators),
         "evaluator_dir": portable_path(evaluator_dir),
@@ -244,33 +259,19 @@ def build_record(args, method: MethodClient, evaluation: Evaluation, *, root, fi
 
 
 def summary(record: dict, output: Path) -> str:
-    s, chance, clean = record["scores"], record["chance"], record["clean"]
-
-    def show(name: str) -> str:
-        if name not in s or s[name]["value"] is None:
-            return f"  {name:<22} n/a"
-        v = s[name]
-        text = f"  {name:<22} {v['value']:.4f}"
-        if v.get("ci_low") is not None:
-            text += f"  [{v['ci_low']:.4f}, {v['ci_high']:.4f}]"
-        if name in chance:
-            text += f"  chance {chance[name]:.4f}"
-        if name in clean and clean[name].get("value") is not None:
-            text += f"  clean {clean[name]['value']:.4f}"
-        return text
-
-    names = ["reid_top1", "reid_top5", "reid_top1_identity", "reid_top5_identity",
-             "id_similarity", "accuracy", "macro_f1", "sign_f1", "kappa", "dice"]
-    if record["reversible"]:
-        names += ["recovery_psnr", "recovery_ssim", "recovery_id_similarity",
-                  "wrongkey_reid_top1", "key_diversity"]
-    names += ["images_per_s"]
-    lines = [f"{record['method']} on {record['dataset']} ({record['profile']} profile, "
-             f"{record['n_test']} test images; method isolated: {record['isolation']})"]
-    lines += [show(n) for n in names]
+    """The run in a few lines: one per score family and attack (from the declarations)."""
+    lines = [f"{record['method']} on {record['dataset']} ({record['profile']} profile, seed "
+             f"{record['seed']}, {record['n_test']} test images; method isolated: "
+             f"{record['isolation']})"]
+    lines += summary_lines(record)
+    if record.get("reid_worst_of"):
+        lines.append(f"  worst case: {record['reid_worst_of']}")
     lines.append(f"  peak memory {record['cost']['peak_memory_mb']:.0f} MB")
     lines.append("phase times: " + ", ".join(
         f"{k} {v:.1f}s" for k, v in record["phase_seconds"].items()))
-    lines.append(f"run record: {record_path(output, record['dataset'], record['method'])}")
+    lines.append("attack times: " + ", ".join(
+        f"{k} {v:.1f}s" for k, v in record["cost"].get("attack_seconds", {}).items()))
+    lines.append("run record: "
+                 f"{record_path(output, record['dataset'], record['method'], record['seed'])}")
     lines.append(f"leaderboard: {Path(output) / (record['dataset'] + '.csv')} (.md)")
     return "\n".join(lines)

@@ -3,39 +3,55 @@
     python -m benchmark.tables [--output leaderboards]
 
 For every ``<output>/runs/<dataset>/`` it writes ``<output>/<dataset>.csv``, ``.md`` and
-``<dataset>_frontier.png`` (identity-protocol re-identification against disease accuracy,
-one point per method, with the chance and clean references).
+``<dataset>_frontier.png`` (identity-protocol re-identification against disease accuracy:
+the naive attack and the worst attack side by side, one point per method, sweeps drawn as
+curves per method family, with the chance and clean references).
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from benchmark.leaderboard import load_records, table_lock, write_leaderboard
+from benchmark.leaderboard import combine_seeds, load_records, table_lock, write_leaderboard
 from benchmark.qualitative import save_frontier
 
 
-def write_frontier(output: Path, dataset: str) -> Path | None:
-    records = load_records(output, dataset)
+#: frontier panels: (score, axis label); the worst case is the leaderboard's privacy column
+FRONTIER_AXES = (("reid_top1_identity", "naive attack: reid_top1_identity"),
+                 ("reid_worst", "worst attack: reid_worst"))
+
+
+def write_frontier(output: Path, dataset: str, path: Path | None = None) -> Path | None:
+    """Draw the frontier of a dataset's rows (seeds combined) to ``path`` (PNG or PDF by its
+    suffix; default ``<output>/<dataset>_frontier.png``)."""
+    records = combine_seeds(load_records(output, dataset))
     if not records:
         return None
-    # identity protocol where identities have several images, else the pair protocol
-    leak = ("reid_top1_identity" if all("reid_top1_identity" in r["scores"] for r in records)
-            else "reid_top1")
-    points = [{"method": r["method"], "reversible": r["reversible"],
-               "accuracy": r["scores"]["accuracy"]["value"], leak: r["scores"][leak]["value"]}
-              for r in records]
+    axes = [(name, label) for name, label in FRONTIER_AXES
+            if any(name in r["scores"] for r in records)]
+    if not axes:
+        return None
+    points = []
+    for r in records:
+        sweep = r.get("sweep") or {}
+        point = {"method": r["method"], "family": r.get("family", r["method"]),
+                 "reversible": r["reversible"], "accuracy": r["scores"]["accuracy"]["value"],
+                 "sweep": next(iter(sweep.values()), None)}
+        point.update({name: (r["scores"].get(name) or {}).get("value") for name, _ in axes})
+        points.append(point)
     ref = records[-1]
-    path = Path(output) / f"{dataset}_frontier.png"
-    save_frontier(points, path, leak=leak, chance=ref["chance"].get(leak),
-                  clean_leak=(ref["clean"].get(leak) or {}).get("value"),
+    path = Path(path) if path is not None else Path(output) / f"{dataset}_frontier.png"
+    save_frontier(points, path, axes=axes, chance=ref["chance"].get(axes[0][0]),
+                  clean={name: (ref["clean"].get(name) or {}).get("value") for name, _ in axes},
                   clean_accuracy=(ref["clean"].get("accuracy") or {}).get("value"),
                   title=f"privacy-utility frontier: {dataset} ({ref['profile']} profile)")
     return path
 
 
-def rebuild(output: Path, datasets: list[str] | None = None) -> list[Path]:
-    """Rewrite every table and frontier plot under ``output``; returns the files written."""
+def rebuild(output: Path, datasets: list[str] | None = None, paper: bool = False
+            ) -> list[Path]:
+    """Rewrite every table and frontier plot under ``output`` (and the paper's tables under
+    ``output/paper/`` with ``paper``); returns the files written."""
     runs = Path(output) / "runs"
     if datasets is None:
         datasets = sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
@@ -44,6 +60,10 @@ def rebuild(output: Path, datasets: list[str] | None = None) -> list[Path]:
         with table_lock(output, dataset):  # the plot and the tables from one set of records
             written += list(write_leaderboard(output, dataset))
             frontier = write_frontier(output, dataset)
+            if paper:
+                from benchmark.paper import write_paper_tables
+
+                written += write_paper_tables(output, dataset)
         if frontier:
             written.append(frontier)
     return written
@@ -58,8 +78,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="leaderboard folder holding runs/ (default: ./leaderboards)")
     parser.add_argument("--dataset", action="append",
                         help="only this dataset (repeatable; default: every dataset found)")
+    parser.add_argument("--paper", action="store_true",
+                        help="also write the paper's tables (main comparison, MedSem-DeID "
+                        "ablation, reversibility) in Markdown and LaTeX and the frontier as "
+                        "PDF/PNG under OUTPUT/paper/<dataset>/")
     args = parser.parse_args(argv)
-    written = rebuild(args.output, args.dataset)
+    written = rebuild(args.output, args.dataset, paper=args.paper)
     if not written:
         parser.error(f"no run records under {args.output / 'runs'}")
     for path in written:

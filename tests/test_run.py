@@ -7,13 +7,14 @@ import os
 import pandas as pd
 import pytest
 
-from benchmark.leaderboard import REQUIRED_SCORES
 from benchmark.run import main
+from benchmark.scores import declared
 from benchmark.training_view import TrainingView, training_payload
 from benchmark.tables import main as tables_main
 
-REQUIRED_COLUMNS = ["method", "reversible", *REQUIRED_SCORES] + [
-    f"{s}_ci_{end}" for s in REQUIRED_SCORES for end in ("low", "high")]
+HEADLINE = [name for name, spec in declared().items() if spec.headline]
+REQUIRED_COLUMNS = ["method", "reversible", *HEADLINE] + [
+    f"{s}_ci_{end}" for s in HEADLINE for end in ("low", "high")]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def board(tiny_mema, cache, tmp_path_factory):
 
 
 def test_run_writes_record_tables_and_grid(board, capsys):
-    record = json.loads((board / "runs" / "mema" / "identity.json").read_text())
+    record = json.loads((board / "runs" / "mema" / "identity" / "seed-0.json").read_text())
     for key in ("scores", "chance", "clean", "dataset_fingerprint", "seed", "profile",
                 "versions", "git_revision", "method_config", "phase_seconds", "per_sign_f1"):
         assert key in record
@@ -40,7 +41,7 @@ def test_run_writes_record_tables_and_grid(board, capsys):
     for name, score in record["scores"].items():
         if score["ci_low"] is not None:
             assert score["ci_low"] <= score["value"] + 1e-9 <= score["ci_high"] + 2e-9, name
-    assert (board / "runs" / "mema" / "identity.png").stat().st_size > 1000
+    assert (board / "runs" / "mema" / "identity" / "seed-0.png").stat().st_size > 1000
     frame = pd.read_csv(board / "mema.csv")
     assert set(REQUIRED_COLUMNS) <= set(frame.columns)
     assert frame["recovery_psnr"].isna().all()  # nothing reversible here: empty cells
@@ -53,11 +54,15 @@ def test_rerunning_another_method_keeps_the_first_row(board, tiny_mema):
     assert sorted(frame["method"]) == ["identity", "mask"]
     mask = frame.set_index("method").loc["mask"]
     assert mask["reid_top1"] < 1.0  # the whole face is gone
-    # re-running a method replaces its own row, nothing else
+    # a run with another seed adds that seed to its own row (mean ± std), nothing else
+    identity_before = frame.set_index("method").loc["identity"]
     assert main(["--method", "mask", "--dataset", "mema", "--data-root", str(tiny_mema),
                  "--profile", "toy", "--output", str(board), "--quiet", "--seed", "1"]) == 0
     again = pd.read_csv(board / "mema.csv").set_index("method")
-    assert sorted(again.index) == ["identity", "mask"] and again.loc["mask", "seed"] == 1
+    assert sorted(again.index) == ["identity", "mask"]
+    assert again.loc["mask", "seeds"] == "0;1" and again.loc["mask", "n_seeds"] == 2
+    assert again.loc["identity", "n_seeds"] == 1
+    assert again.loc["identity", "accuracy"] == identity_before["accuracy"]
 
 
 def test_tables_rebuild_from_records_alone(board, capsys):
@@ -82,7 +87,7 @@ def test_reversible_method_gets_recovery_scores(tiny_mema, cache, tmp_path, monk
     assert row["recovery_psnr"] == pytest.approx(100.0)  # exact recovery, capped
     assert row["recovery_ssim"] == pytest.approx(1.0, abs=1e-4)
     assert 0 <= row["wrongkey_reid_top1"] <= 1 and row["key_diversity"] >= 0
-    png = list((out / "runs" / "mema").glob("*.png"))
+    png = list((out / "runs" / "mema").glob("*/seed-*.png"))
     assert len(png) == 1
 
 
@@ -129,9 +134,9 @@ def test_clean_outputs_are_cached_and_not_recomputed(tiny_mema, tmp_path, monkey
     monkeypatch.setattr(IdentityRecognizer, "embed",
                         lambda self, images: embedded.append(len(images)) or original(self, images))
     args = ["--method", "blur", "--dataset", "mema", "--data-root", str(tiny_mema),
-            "--profile", "toy", "--output", str(tmp_path / "lb"), "--quiet"]
+            "--profile", "toy", "--output", str(tmp_path / "lb"), "--quiet", "--attacks", "naive"]
     assert main(args) == 0
-    record = json.loads((tmp_path / "lb" / "runs" / "mema" / "blur.json").read_text())
+    record = json.loads((tmp_path / "lb" / "runs" / "mema" / "blur" / "seed-0.json").read_text())
     n_test, first_clean = record["n_test"], record["clean"]
     assert sum(embedded) == 2 * n_test  # de-identified and clean
     files = list(cache.glob("evaluators/*/*/clean-outputs/*.pt"))
@@ -140,13 +145,14 @@ def test_clean_outputs_are_cached_and_not_recomputed(tiny_mema, tmp_path, monkey
 
     embedded.clear()
     assert main(args) == 0
-    assert sum(embedded) == n_test  # de-identified only: the clean outputs came from the cache
+    # nothing embedded: clean outputs and the naive attack's result came from the caches
+    assert sum(embedded) == 0
     assert files[0].stat().st_mtime_ns == stamp
-    record = json.loads((tmp_path / "lb" / "runs" / "mema" / "blur.json").read_text())
+    record = json.loads((tmp_path / "lb" / "runs" / "mema" / "blur" / "seed-0.json").read_text())
     assert record["clean"] == first_clean
 
     files[0].unlink()
     embedded.clear()
     assert main(args) == 0
-    assert sum(embedded) == 2 * n_test
+    assert sum(embedded) == n_test  # the clean outputs again; the attack is still cached
     assert files[0].is_file()

@@ -1,0 +1,138 @@
+"""Score declarations: each score family states once what its scores are called, which way is
+better, what their chance level is and how many digits they deserve; the run summary, the CSV
+columns, the Markdown formatting and the frontier axes are derived from these declarations
+(DESIGN.md §4, the torchmetrics habit of keeping ``higher_is_better`` on the metric).
+
+A family is anything with a ``name`` and a ``scores`` tuple of :class:`ScoreSpec`: the attacks
+of :mod:`benchmark.attacks`, and the utility, naturalness and cost families declared here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """One score column.
+
+    ``higher_is_better`` is seen from the de-identifier's side (re-identification: False);
+    None for references that are neither (the attribute floor). ``percent`` scores are rates
+    in [0,1] shown as percentages. ``chance`` says what the chance level beside the score is
+    (its value depends on the data and is stored in each run record). ``headline`` scores are
+    the compact Markdown table's columns. ``worst`` marks identity-protocol top-1 rates of an
+    attack on the de-identified images: ``reid_worst`` is their maximum.
+    """
+
+    name: str
+    description: str
+    higher_is_better: bool | None
+    digits: int = 3
+    percent: bool = False
+    chance: str | None = None
+    headline: bool = False
+    worst: bool = False
+
+    def format(self, value: Any, low: Any = None, high: Any = None) -> str:
+        """``value [low, high]`` with the declared digits; an en dash when undefined."""
+        if not is_defined(value):
+            return "–"
+        scale = 100.0 if self.percent else 1.0
+        text = f"{scale * value:.{self.digits}f}"
+        if is_defined(low) and is_defined(high):
+            text += f" [{scale * low:.{self.digits}f}, {scale * high:.{self.digits}f}]"
+        return text
+
+    def format_spread(self, mean: Any, std: Any) -> str:
+        """``mean ± std`` over seeds with the declared digits (plain ``format`` without a
+        spread)."""
+        if not is_defined(std):
+            return self.format(mean)
+        scale = 100.0 if self.percent else 1.0
+        return f"{scale * mean:.{self.digits}f} ± {scale * std:.{self.digits}f}"
+
+    def cell(self, row: dict) -> str:
+        """A table cell from a leaderboard row (:func:`benchmark.leaderboard.leaderboard_frame`):
+        ``mean ± std`` over seeds when there are several, else ``value [ci_low, ci_high]``."""
+        n = self.name
+        if row.get("n_seeds", 1) > 1:
+            return self.format_spread(row[n], row.get(f"{n}_std"))
+        return self.format(row[n], row.get(f"{n}_ci_low"), row.get(f"{n}_ci_high"))
+
+
+def is_defined(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+@dataclass(frozen=True)
+class ScoreFamily:
+    name: str
+    description: str
+    scores: tuple[ScoreSpec, ...]
+
+
+REID_CHANCE = "random guessing: k / gallery identities"
+
+#: the privacy column of the leaderboard, derived from every attack's ``worst`` scores
+PRIVACY = ScoreFamily("privacy", "worst case over attacks", (
+    ScoreSpec("reid_worst", "highest identity-protocol top-1 re-identification over all attacks",
+              False, digits=1, percent=True, chance=REID_CHANCE, headline=True),
+))
+UTILITY = ScoreFamily("utility", "clean-trained evaluators on de-identified test images", (
+    ScoreSpec("accuracy", "disease accuracy", True, digits=1, percent=True,
+              chance="majority class", headline=True),
+    ScoreSpec("macro_f1", "disease macro-F1", True, digits=1, percent=True, headline=True),
+    ScoreSpec("sign_f1", "fine-grained sign macro-F1", True, digits=1, percent=True,
+              headline=True),
+    ScoreSpec("kappa", "Cohen's kappa, clean vs de-identified diagnosis", True, headline=True),
+    ScoreSpec("dice", "lesion Dice (MeMa-Seg rows)", True, headline=True),
+))
+NATURALNESS = ScoreFamily("naturalness", "de-identified vs clean image statistics", (
+    ScoreSpec("kid", "kernel inception distance on features of the suite-trained recogniser "
+              "(x1000)", False, digits=2, headline=True),
+))
+COST = ScoreFamily("cost", "speed of anonymize()", (
+    ScoreSpec("images_per_s", "images per second of anonymize()", True, digits=0,
+              headline=True),
+))
+
+
+def families() -> list:
+    """Every score family in table order: privacy, the attacks, utility, naturalness, cost."""
+    from benchmark.attacks import ATTACKS  # the attacks import this module
+
+    return [PRIVACY, *ATTACKS.values(), UTILITY, NATURALNESS, COST]
+
+
+def declared() -> dict[str, ScoreSpec]:
+    """Every declared score by name, in table order."""
+    return {spec.name: spec for family in families() for spec in family.scores}
+
+
+def family_of(score: str) -> str | None:
+    """Name of the family (attack) that declares ``score``."""
+    return next((f.name for f in families() for spec in f.scores if spec.name == score), None)
+
+
+def worst_case_names() -> list[str]:
+    return [spec.name for spec in declared().values() if spec.worst]
+
+
+def summary_lines(record: dict) -> list[str]:
+    """One line per family that has scores in ``record``: ``name  value [ci] (chance c)``."""
+    scores, chance = record["scores"], record.get("chance", {})
+    lines = []
+    for family in families():
+        cells = []
+        for spec in family.scores:
+            score = scores.get(spec.name)
+            if not score or not is_defined(score.get("value")):
+                continue
+            text = f"{spec.name} {spec.format(score['value'], score.get('ci_low'), score.get('ci_high'))}"
+            if spec.name in chance and is_defined(chance[spec.name]):
+                text += f" (chance {spec.format(chance[spec.name])})"
+            cells.append(text)
+        if cells:
+            lines.append(f"  {family.name:<16} " + "; ".join(cells))
+    return lines
