@@ -180,6 +180,29 @@ PROFILES: dict[str, Profile] = {
             naturalness=NaturalnessConfig(subsets=10, subset_size=16),
         ),
     ),
+    # the whole pipeline in CI (every method, every attack) in minutes: 32 px, few epochs,
+    # and the methods' own "toy" presets
+    "ci": Profile(
+        name="ci",
+        method_profile="toy",
+        bootstrap_resamples=200,
+        evaluators=EvaluatorConfig(
+            image_size=32,
+            batch_size=64,
+            classifier=ClassifierConfig(backbone="resnet18", channels=(16, 32, 64, 128),
+                                        crop_size=(24, 48), epochs=4),
+            segmenter=SegmenterConfig(
+                encoder="resnet18", encoder_depth=3, decoder_channels=(32, 16, 8), epochs=4
+            ),
+            identity=IdentityConfig(backbone="face_cnn", width=8, embedding_dim=64, epochs=6),
+        ),
+        attacks=AttackConfig(
+            parrot=ParrotConfig(epochs=4, keys_per_image=1),
+            reversal=ReversalConfig(encoder_depth=2, decoder_channels=(16, 8), epochs=2,
+                                    max_pairs=480),
+            naturalness=NaturalnessConfig(subsets=10, subset_size=100),
+        ),
+    ),
     "quick": Profile(
         name="quick",
         method_profile="quick",
