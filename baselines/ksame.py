@@ -27,7 +27,7 @@ from benchmark.api import DeIdMethod
 from data.regions import CANONICAL_LANDMARKS, periocular_crop
 
 #: classifier epochs per profile
-EPOCHS = {"quick": 20, "full": 60}
+EPOCHS = {"toy": 3, "quick": 20, "full": 60}
 #: size (H, W) of the periocular crop the classifier sees
 CROP = (24, 48)
 

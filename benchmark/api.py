@@ -45,6 +45,8 @@ class DeIdMethod(abc.ABC):
         work_dir: str | Path | None = None,
         trainer_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        #: training preset: "toy" (seconds to a minute: the CI pipeline), "quick" (CPU
+        #: minutes, the default) or "full" (GPU); a trainable method defines all three
         self.profile = profile
         self.seed = seed
         # where a trainable method may keep resumable checkpoints and logs
