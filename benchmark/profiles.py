@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 #: bump when evaluator code changes what a cached checkpoint means
-EVALUATOR_CODE_VERSION = 4
+EVALUATOR_CODE_VERSION = 5
 
 
 @dataclass(frozen=True)

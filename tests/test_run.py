@@ -49,6 +49,23 @@ def test_run_writes_record_tables_and_grid(board, capsys):
     assert "| identity |" in md and "*clean (no-op)*" in md and "*chance*" in md
 
 
+def test_same_seed_same_machine_gives_the_same_record(board, tiny_mema, tmp_path,
+                                                     monkeypatch):
+    """Evaluators retrained, method refitted and every attack retrained in a fresh cache: the
+    same seed on the same machine and thread count gives the same scores (speed aside)."""
+    monkeypatch.setenv("MEMA_BENCH_CACHE", str(tmp_path / "fresh-cache"))
+    assert main(["--method", "mask", "--dataset", "mema", "--data-root", str(tiny_mema),
+                 "--profile", "toy", "--output", str(tmp_path / "lb"), "--quiet"]) == 0
+    first = json.loads((board / "runs" / "mema" / "mask" / "seed-0.json").read_text())
+    again = json.loads((tmp_path / "lb" / "runs" / "mema" / "mask" / "seed-0.json").read_text())
+    machine = {"images_per_s"}  # wall-clock speed
+    for part in ("scores", "clean", "chance"):
+        assert {k: v for k, v in again[part].items() if k not in machine} == \
+            {k: v for k, v in first[part].items() if k not in machine}, part
+    assert again["torch_threads"] == first["torch_threads"]
+    assert again["deterministic"] == first["deterministic"]
+
+
 def test_rerunning_another_method_keeps_the_first_row(board, tiny_mema):
     frame = pd.read_csv(board / "mema.csv")
     assert sorted(frame["method"]) == ["identity", "mask"]

@@ -28,12 +28,13 @@ class ParrotAttack(Attack):
         identities = ctx.train["identity"][source]
         data = TrainingPairs(ctx.batch_size, cfg.seed, image=deid,
                              landmarks=ctx.train["landmarks"][source], identity=identities)
-        recogniser = identity_recognizer(ctx.evaluator_config.identity,
-                                         sorted(set(identities.tolist())))
         # several keys per image are several views of one epoch's faces: same number of steps
         epochs = max(1, round(cfg.epochs / (len(source) / len(ctx.train["image"]))))
-        recogniser = train_module(recogniser, data, epochs=epochs, seed=cfg.seed,
-                                  trainer_kwargs=ctx.trainer()).to(ctx.device).eval()
+        recogniser = train_module(
+            lambda: identity_recognizer(ctx.evaluator_config.identity,
+                                        sorted(set(identities.tolist()))),
+            data, epochs=epochs, seed=cfg.seed, trainer_kwargs=ctx.trainer(),
+        ).to(ctx.device).eval()
         gallery = ctx.embed(recogniser.embed, ctx.test.float_images())
         result, _ = enrolment_attack(ctx, "parrot", recogniser.embed, gallery)
         return result

@@ -76,10 +76,11 @@ class ReversalAttack(Attack):
             deid, source = deid[keep[:cfg.max_pairs]], source[keep[:cfg.max_pairs]]
         data = TrainingPairs(ctx.batch_size, cfg.seed, image=deid,
                              target=ctx.train["image"][source].float() / 255.0)
-        net = Deanonymizer(cfg.encoder, cfg.encoder_depth, tuple(cfg.decoder_channels), cfg.lr,
-                           cfg.ssim_weight)
-        net = train_module(net, data, epochs=cfg.epochs, seed=cfg.seed,
-                           trainer_kwargs=ctx.trainer()).to(ctx.device).eval()
+        net = train_module(
+            lambda: Deanonymizer(cfg.encoder, cfg.encoder_depth, tuple(cfg.decoder_channels),
+                                 cfg.lr, cfg.ssim_weight),
+            data, epochs=cfg.epochs, seed=cfg.seed, trainer_kwargs=ctx.trainer(),
+        ).to(ctx.device).eval()
         reversed_ = ctx.embed(net.reverse, ctx.deid)
         probes = ctx.embed(ctx.evaluators.identity.embed, reversed_)
         result, identity = AttackResult(), ctx.test.identity

@@ -125,8 +125,8 @@ def load_evaluators(datamodule, seg_datamodule, fingerprint: str, config: Evalua
         log.info("training the %s evaluator -> %s", name, path)
         epochs = getattr(config, name).epochs
         seed = getattr(config, name).seed
-        nets[name] = train_module(_build(name, config, source), source, epochs=epochs,
-                                  seed=seed, trainer_kwargs=trainer_kwargs)
+        nets[name] = train_module(lambda: _build(name, config, source), source,
+                                  epochs=epochs, seed=seed, trainer_kwargs=trainer_kwargs)
         _save(nets[name], path)
         trained.append(name)
     facenet = FaceNetRecognizer(facenet_weights) if facenet_weights else None

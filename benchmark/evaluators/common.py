@@ -1,6 +1,8 @@
 """Pieces shared by the evaluator networks."""
 from __future__ import annotations
 
+from typing import Callable
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -26,10 +28,13 @@ def random_shift(images: Tensor, max_shift: int) -> Tensor:
 
 
 
-def train_module(module: L.LightningModule, datamodule, *, epochs: int, seed: int,
-                 trainer_kwargs: dict | None = None) -> L.LightningModule:
-    """Fit an evaluator with a Lightning Trainer on the clean train split (val for monitoring)."""
+def train_module(build: Callable[[], L.LightningModule], datamodule, *, epochs: int,
+                 seed: int, trainer_kwargs: dict | None = None) -> L.LightningModule:
+    """Build a network with ``build()`` and fit it with a Lightning Trainer (evaluators on the
+    clean train split, val for monitoring; attackers on their own data). The seed is set
+    before the network is built: its initial weights are part of what the seed fixes."""
     L.seed_everything(seed, workers=True, verbose=False)
+    module = build()
     kwargs = {"accelerator": "auto", "devices": 1}
     kwargs.update(trainer_kwargs or {})
     trainer = L.Trainer(
