@@ -251,6 +251,8 @@ def build_record(args, method: MethodClient, evaluation: Evaluation, *, root, fi
         "evaluator_dir": portable_path(evaluator_dir),
         "method_cache": portable_path(method_cache),
         "phase_seconds": times,
+        # the method's own process: its CPU time and memory are not in "cost"
+        "method_process": dict(method.usage),
         **runtime_settings(args),
         "versions": package_versions(),
         "git_revision": git_revision(),

@@ -123,6 +123,8 @@ class MethodClient:
             threads=torch.get_num_threads(),
             deterministic=torch.are_deterministic_algorithms_enabled(), quiet=quiet)
         self._info: dict | None = None
+        #: the worker's CPU seconds and peak memory, read when it is closed politely
+        self.usage: dict[str, float] = {}
 
     # -- the DeIdMethod surface ---------------------------------------------------------------
     def _describe(self) -> dict:
@@ -195,9 +197,14 @@ class MethodClient:
         return reply["value"]
 
     def close(self, kill: bool = False) -> int | None:
-        """Stop the worker (politely unless ``kill``); returns its exit code."""
+        """Stop the worker (politely unless ``kill``, after reading its resource use into
+        :attr:`usage`); returns its exit code."""
         process = self._process
         if process.poll() is None and not kill:
+            try:
+                self.usage = self.call("usage")
+            except MethodOutputError:
+                pass
             try:
                 process.stdin.write(encode({"call": "close", "args": []}))
                 process.stdin.flush()
@@ -274,6 +281,14 @@ class _Worker:
     def recover(self, images: Tensor, keys: Tensor) -> Tensor:
         device = self.method.device
         return _image_reply(self.method.recover(images.to(device), keys.to(device)))
+
+    def usage(self) -> dict[str, float]:
+        """CPU seconds and peak resident memory of this process (the method's cost, which
+        the harness' own figures do not include)."""
+        import resource
+
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return {"cpu_seconds": own.ru_utime + own.ru_stime, "peak_memory_mb": own.ru_maxrss / 1024}
 
 
 def _image_reply(output: Any) -> Tensor:
