@@ -13,7 +13,7 @@ import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics.functional import (
+from torchmetrics.functional.image import (
     peak_signal_noise_ratio, structural_similarity_index_measure,
 )
 
