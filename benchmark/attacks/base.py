@@ -29,7 +29,7 @@ from benchmark.scoring import Score
 log = logging.getLogger(__name__)
 
 #: bump when attack code changes what a cached result means
-ATTACK_CODE_VERSION = 1
+ATTACK_CODE_VERSION = 2
 
 
 @dataclass
