@@ -14,18 +14,14 @@ from pathlib import Path
 
 from benchmark.leaderboard import load_records, write_leaderboard
 from benchmark.qualitative import save_frontier
-
-
-#: frontier panels: (score, axis label); the worst case is the leaderboard's privacy column
-FRONTIER_AXES = (("reid_top1_identity", "naive attack: reid_top1_identity"),
-                 ("reid_worst", "worst attack: reid_worst"))
+from benchmark.scores import frontier_axes
 
 
 def write_frontier(output: Path, dataset: str) -> Path | None:
     records = load_records(output, dataset)
     if not records:
         return None
-    axes = [(name, label) for name, label in FRONTIER_AXES
+    axes = [(name, label) for name, label in frontier_axes()
             if any(name in r["scores"] for r in records)]
     if not axes:
         return None
