@@ -332,8 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="local InceptionResnetV1 state dict (facenet-pytorch); adds the "
                         "FaceNet attack (facenet_reid_*) to the scores. Never downloaded.")
     parser.add_argument("--attacks", default="all",
-                        help="comma-separated attacks to run (default all: "
-                        f"{','.join(ATTACKS)}); see docs/threat_model.md")
+                        help="comma-separated attacks to run; 'all' (default) = "
+                        f"{','.join(n for n, a in ATTACKS.items() if a.default)}; opt-in: "
+                        f"{','.join(n for n, a in ATTACKS.items() if not a.default)} "
+                        "(e.g. all,dlib); see docs/threat_model.md")
     parser.add_argument("--sweep", metavar="METHOD.OPTION=V1,V2,...",
                         help="run the method once per value of a numeric option and write one "
                         "row per value, e.g. --sweep blur.sigma=1,2,4,8")

@@ -156,8 +156,10 @@ def test_identity_bootstrap_widens_the_interval_of_clustered_data():
 
 
 def test_attack_selection_is_checked():
-    assert parse_attacks(None) == list(ATTACKS) == parse_attacks("all")
-    assert parse_attacks("naive, parrot") == ["naive", "parrot"]
+    default = [name for name, attack in ATTACKS.items() if attack.default]
+    assert parse_attacks(None) == default == parse_attacks("all") and "dlib" not in default
+    assert parse_attacks("parrot, naive") == ["naive", "parrot"]  # run order
+    assert parse_attacks("all,dlib") == [*default, "dlib"]
     with pytest.raises(ValueError, match="unknown attack"):
         parse_attacks("naive,oracle")
 
@@ -177,3 +179,16 @@ def test_sweep_writes_one_row_per_value_and_a_curve(tiny_mema, cache, tmp_path):
     assert (out / "mema_frontier.png").stat().st_size > 1000
     with pytest.raises(SystemExit):
         main(["--method", "blur", "--sweep", "pixelate.block=2"])
+
+
+def test_dlib_recogniser_embeds_aligned_crops():
+    from benchmark.attacks.dlib_recognizer import DlibRecognizer, dlib_model_files
+
+    files = dlib_model_files()
+    if files is None:
+        pytest.skip("the [dlib] extra is not installed")
+    faces = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    embedded = DlibRecognizer(files).embed(faces)
+    assert embedded.shape == (2, 128)
+    torch.testing.assert_close(embedded.norm(dim=1), torch.ones(2))
+    torch.testing.assert_close(DlibRecognizer(files).embed(faces[:1]), embedded[:1])
