@@ -277,6 +277,9 @@ def run_attacks(ctx: AttackContext, names: list[str], cache: AttackCache | None,
         attack = ATTACKS[name]
         if not attack.applies(ctx):
             continue
+        if attack.needs_train and not ctx.train:
+            log.warning("attack %s skipped: no attacker training data was given", name)
+            continue
         start = time.perf_counter()
         path = cache.path(attack, attack.config_of(ctx)) if cache is not None else None
         result = cache.load(path) if cache is not None else None

@@ -64,6 +64,7 @@ class Deanonymizer(L.LightningModule):
 class ReversalAttack(Attack):
     name = "reversal"
     description = "U-Net trained to undo the method, then the clean recogniser"
+    needs_train = True
     scores = (
         *reid_specs("reversal", "reversal + clean recogniser", top5=False),
         ScoreSpec("reversal_psnr", "PSNR of reversed test images to their originals (dB)",
