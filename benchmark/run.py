@@ -35,11 +35,11 @@ from benchmark.evaluators import load_evaluators
 from benchmark.leaderboard import record_path, safe_name, write_record
 from benchmark.profiles import PROFILES, Profile, get_profile
 from benchmark.qualitative import save_grid
-from benchmark.scores import summary_lines
-from benchmark.sweep import sweep_runs
 from benchmark.registry import (
     MethodNotFoundError, PluginError, format_method_list, list_methods, load_method,
 )
+from benchmark.scores import summary_lines
+from benchmark.sweep import sweep_runs
 from benchmark.tables import rebuild
 from benchmark.validation import MethodOutputError
 from data.paths import cache_root
