@@ -192,3 +192,16 @@ def test_dlib_recogniser_embeds_aligned_crops():
     assert embedded.shape == (2, 128)
     torch.testing.assert_close(embedded.norm(dim=1), torch.ones(2))
     torch.testing.assert_close(DlibRecognizer(files).embed(faces[:1]), embedded[:1])
+
+
+def test_storage_round_trip_png_is_8_bit_exact_and_jpeg_is_lossy():
+    from benchmark.attacks.storage import through_file
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (2, 3, 16, 16), generator=gen).float() / 255
+    torch.testing.assert_close(through_file(images, "png"), images)
+    # a float image loses what 8 bits cannot hold
+    shifted = (images + 0.3 / 255).clamp(0, 1)
+    assert not torch.equal(through_file(shifted, "png"), shifted)
+    jpeg = through_file(images, "jpeg", quality=90)
+    assert 0 < (jpeg - images).abs().mean() < 0.25
