@@ -277,6 +277,9 @@ def run_attacks(ctx: AttackContext, names: list[str], cache: AttackCache | None,
         attack = ATTACKS[name]
         if not attack.applies(ctx):
             continue
+        if attack.needs_train and not ctx.train:
+            log.warning("attack %s skipped: no attacker training data was given", name)
+            continue
         start = time.perf_counter()
         path = cache.path(attack, attack.config_of(ctx)) if cache is not None else None
         result = cache.load(path) if cache is not None else None
@@ -290,7 +293,7 @@ def run_attacks(ctx: AttackContext, names: list[str], cache: AttackCache | None,
     return results, seconds
 
 
-def worst_case(scores: dict[str, Score], chance: dict[str, float]) -> str | None:
+def worst_case(scores: dict[str, Score]) -> str | None:
     """Name of the highest identity-protocol top-1 among the attacks' ``worst`` scores."""
     present = [n for n in worst_case_names() if n in scores and scores[n].value == scores[n].value]
     return max(present, key=lambda n: scores[n].value) if present else None
@@ -356,7 +359,7 @@ def evaluate_method(method: DeIdMethod, test_loader, evaluators: Evaluators, *,
         chance.update(result.chance)
         reference.update(result.clean)
         grid.update(result.grid)
-    worst = worst_case(scores, chance)
+    worst = worst_case(scores)
     if worst is not None:
         scores["reid_worst"], chance["reid_worst"] = scores[worst], chance[worst]
         if "reid_top1_identity" in reference:
@@ -371,13 +374,16 @@ def attack_cache(method: DeIdMethod, method_cache: Path, fingerprint: str,
                  evaluators: Evaluators, profile, seed: int) -> AttackCache:
     """Where ``method``'s attack results are kept: keyed by its fitted state (the cache file
     :func:`benchmark.run.fit_or_load` wrote, whose name hashes profile, seed and config), the
-    dataset, the evaluators' checkpoints, the image size, seed and bootstrap resamples."""
+    dataset, the evaluators' checkpoints, the image size, seed and bootstrap resamples; the
+    file's size and time too, so a refit method is attacked afresh."""
     from benchmark.leaderboard import safe_name
     from data.paths import cache_root
 
     stamp = evaluators.clean_cache_path(fingerprint, profile.image_size)
+    state = Path(method_cache).stat()  # a refit rewrites the file: its results are new
     return AttackCache(cache_root() / "attacks" / safe_name(method.name), {
         "method": Path(method_cache).name, "method_config": method.config(),
+        "method_state": f"{state.st_size}:{state.st_mtime_ns}",
         "fingerprint": fingerprint, "evaluators": stamp.name if stamp else None,
         "evaluator_config": profile.evaluators.digest(),
         "image_size": profile.image_size, "seed": seed,

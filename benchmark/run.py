@@ -87,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run once per seed (e.g. 0,1,2), evaluators and method retrained "
                         "per seed; one run record each, combined into the row's mean ± std")
     parser.add_argument("--attacks", default="all",
-                        help="comma-separated attacks to run (default all: naive, parrot, "
-                        "reversal, linkage, storage, wrong_key, attribute_floor); see "
+                        help="comma-separated attacks to run; 'all' (default) = naive, "
+                        "parrot, reversal, linkage, storage, wrong_key, attribute_floor; "
+                        "opt-in: dlib (needs the [dlib] extra), e.g. all,dlib; see "
                         "docs/threat_model.md")
     parser.add_argument("--sweep", metavar="METHOD.OPTION=V1,V2,...",
                         help="run the method once per value of a numeric option and write one "

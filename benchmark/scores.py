@@ -22,7 +22,8 @@ class ScoreSpec:
     in [0,1] shown as percentages. ``chance`` says what the chance level beside the score is
     (its value depends on the data and is stored in each run record). ``headline`` scores are
     the compact Markdown table's columns. ``worst`` marks identity-protocol top-1 rates of an
-    attack on the de-identified images: ``reid_worst`` is their maximum.
+    attack on the de-identified images: ``reid_worst`` is their maximum. ``frontier`` scores
+    are the privacy axes of the frontier plot.
     """
 
     name: str
@@ -33,6 +34,8 @@ class ScoreSpec:
     chance: str | None = None
     headline: bool = False
     worst: bool = False
+    #: a privacy axis of the frontier plot (against disease accuracy)
+    frontier: bool = False
 
     def format(self, value: Any, low: Any = None, high: Any = None) -> str:
         """``value [low, high]`` with the declared digits; an en dash when undefined."""
@@ -77,7 +80,7 @@ REID_CHANCE = "random guessing: k / gallery identities"
 #: the privacy column of the leaderboard, derived from every attack's ``worst`` scores
 PRIVACY = ScoreFamily("privacy", "worst case over attacks", (
     ScoreSpec("reid_worst", "highest identity-protocol top-1 re-identification over all attacks",
-              False, digits=1, percent=True, chance=REID_CHANCE, headline=True),
+              False, digits=1, percent=True, chance=REID_CHANCE, headline=True, frontier=True),
 ))
 UTILITY = ScoreFamily("utility", "clean-trained evaluators on de-identified test images", (
     ScoreSpec("accuracy", "disease accuracy", True, digits=1, percent=True,
@@ -113,6 +116,14 @@ def declared() -> dict[str, ScoreSpec]:
 def family_of(score: str) -> str | None:
     """Name of the family (attack) that declares ``score``."""
     return next((f.name for f in families() for spec in f.scores if spec.name == score), None)
+
+
+def frontier_axes() -> list[tuple[str, str]]:
+    """``(score, axis label)`` of the frontier panels: the attacks' (the naive one) first,
+    the worst case last."""
+    ordered = [*families()[1:], PRIVACY]
+    return [(spec.name, f"{family.name}: {spec.name}") for family in ordered
+            for spec in family.scores if spec.frontier]
 
 
 def worst_case_names() -> list[str]:

@@ -14,11 +14,7 @@ from pathlib import Path
 
 from benchmark.leaderboard import combine_seeds, load_records, table_lock, write_leaderboard
 from benchmark.qualitative import save_frontier
-
-
-#: frontier panels: (score, axis label); the worst case is the leaderboard's privacy column
-FRONTIER_AXES = (("reid_top1_identity", "naive attack: reid_top1_identity"),
-                 ("reid_worst", "worst attack: reid_worst"))
+from benchmark.scores import frontier_axes
 
 
 def write_frontier(output: Path, dataset: str, path: Path | None = None) -> Path | None:
@@ -27,7 +23,7 @@ def write_frontier(output: Path, dataset: str, path: Path | None = None) -> Path
     records = combine_seeds(load_records(output, dataset))
     if not records:
         return None
-    axes = [(name, label) for name, label in FRONTIER_AXES
+    axes = [(name, label) for name, label in frontier_axes()
             if any(name in r["scores"] for r in records)]
     if not axes:
         return None

@@ -29,7 +29,7 @@ ATTACK_TEST = replace(
         parrot=ParrotConfig(epochs=15, keys_per_image=1),
         reversal=ReversalConfig(encoder_depth=2, decoder_channels=(16, 8), epochs=25, lr=1e-2),
         naturalness=NaturalnessConfig(subsets=10, subset_size=16)))
-METHODS = {"identity": "identity", "mask": "mask", "colour": "colour_method:ColourSwap"}
+METHODS = {"mask": "mask", "colour": "colour_method:ColourSwap"}
 
 
 @pytest.fixture(scope="module")
@@ -63,15 +63,16 @@ def _value(record, name):
 
 
 def test_colour_transform_is_undone_by_reversal_and_learnt_by_parrot(records):
-    colour, clean = records["colour"], records["identity"]
+    colour = records["colour"]
     # the naive recogniser is fooled: the pair protocol finds few own sources
     assert _value(colour, "reid_top1") < 0.5
     # reversal: the transform is learnt back and the faces recognised again
-    assert _value(colour, "reversal_psnr") > 20.0
-    assert _value(colour, "reversal_top1") >= 0.8
-    assert _value(colour, "reversal_top1") > _value(colour, "reid_top1")
-    # parrot: trained on transformed faces, it links them as well as a clean one links clean
-    assert _value(colour, "parrot_deid_top1_identity") >= _value(clean, "reid_top1_identity") - 0.15
+    assert _value(colour, "reversal_psnr") > 14.0  # the transformed images: about 10 dB
+    assert _value(colour, "reversal_top1") >= 2 * _value(colour, "reid_top1")
+    # parrot: trained on transformed faces, it links them about as well as the clean
+    # recogniser links clean faces (the naive attack's clean reference)
+    clean = colour["clean"]["reid_top1_identity"]["value"]
+    assert _value(colour, "parrot_deid_top1_identity") >= clean - 0.15
     assert _value(colour, "reid_worst") >= max(_value(colour, n) for n in worst_case_names()
                                                if n in colour["scores"])
 
@@ -155,7 +156,52 @@ def test_identity_bootstrap_widens_the_interval_of_clustered_data():
 
 
 def test_attack_selection_is_checked():
-    assert parse_attacks(None) == list(ATTACKS) == parse_attacks("all")
-    assert parse_attacks("naive, parrot") == ["naive", "parrot"]
+    default = [name for name, attack in ATTACKS.items() if attack.default]
+    assert parse_attacks(None) == default == parse_attacks("all") and "dlib" not in default
+    assert parse_attacks("parrot, naive") == ["naive", "parrot"]  # run order
+    assert parse_attacks("all,dlib") == [*default, "dlib"]
     with pytest.raises(ValueError, match="unknown attack"):
         parse_attacks("naive,oracle")
+
+
+def test_sweep_writes_one_row_per_value_and_a_curve(tiny_mema, cache, tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "lb"
+    assert main(["--method", "blur", "--sweep", "blur.sigma=1,8", "--attacks", "naive",
+                 "--dataset", "mema", "--data-root", str(tiny_mema), "--profile", "toy",
+                 "--output", str(out), "--quiet"]) == 0
+    frame = pd.read_csv(out / "mema.csv").set_index("method")
+    assert sorted(frame.index) == ["blur[sigma=1]", "blur[sigma=8]"]
+    assert set(frame["family"]) == {"blur"}
+    # a stronger blur removes more identity for the naive attacker
+    assert frame.loc["blur[sigma=8]", "reid_top1"] <= frame.loc["blur[sigma=1]", "reid_top1"]
+    assert (out / "mema_frontier.png").stat().st_size > 1000
+    with pytest.raises(SystemExit):
+        main(["--method", "blur", "--sweep", "pixelate.block=2"])
+
+
+def test_dlib_recogniser_embeds_aligned_crops():
+    from benchmark.attacks.dlib_recognizer import DlibRecognizer, dlib_model_files
+
+    files = dlib_model_files()
+    if files is None:
+        pytest.skip("the [dlib] extra is not installed")
+    faces = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    embedded = DlibRecognizer(files).embed(faces)
+    assert embedded.shape == (2, 128)
+    torch.testing.assert_close(embedded.norm(dim=1), torch.ones(2))
+    torch.testing.assert_close(DlibRecognizer(files).embed(faces[:1]), embedded[:1])
+
+
+def test_storage_round_trip_png_is_8_bit_exact_and_jpeg_is_lossy():
+    from benchmark.attacks.storage import through_file
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (2, 3, 16, 16), generator=gen).float() / 255
+    torch.testing.assert_close(through_file(images, "png"), images)
+    # a float image loses what 8 bits cannot hold
+    shifted = (images + 0.3 / 255).clamp(0, 1)
+    assert not torch.equal(through_file(shifted, "png"), shifted)
+    jpeg = through_file(images, "jpeg", quality=90)
+    assert 0 < (jpeg - images).abs().mean() < 0.25

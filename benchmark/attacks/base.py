@@ -135,6 +135,10 @@ class Attack:
     name: str = ""
     description: str = ""
     scores: tuple[ScoreSpec, ...] = ()
+    #: part of ``--attacks all``; False for opt-in attacks too slow to run by default
+    default: bool = True
+    #: trains on the attacker's own data (``AttackContext.train``)
+    needs_train: bool = False
 
     def config_of(self, ctx: AttackContext) -> dict:
         settings = getattr(ctx.config, self.name, None)

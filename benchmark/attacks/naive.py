@@ -26,7 +26,7 @@ def reid_specs(prefix: str, who: str, *, pair: bool = True, top5: bool = True,
         return ScoreSpec(f"{prefix}_{suffix}", f"{who}: {text}", False, digits=1, percent=True,
                          chance=REID_CHANCE, **kw)
     specs = [spec("top1_identity", "identity-protocol top-1 re-identification",
-                  worst=worst, headline=headline)]
+                  worst=worst, headline=headline, frontier=headline)]
     if top5:
         specs.append(spec("top5_identity", "identity-protocol top-5 re-identification"))
     if pair:

@@ -18,6 +18,7 @@ from benchmark.evaluators.identity import identity_recognizer
 class ParrotAttack(Attack):
     name = "parrot"
     description = "recogniser retrained on the method's output for the training split"
+    needs_train = True
     scores = (*reid_specs("parrot", "parrot, clean enrolment"),
               *reid_specs("parrot_deid", "parrot, de-identified enrolment", pair=False,
                           top5=False))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchmetrics.functional import (
+from torchmetrics.functional.image import (
     peak_signal_noise_ratio, structural_similarity_index_measure,
 )
 from torchvision.io import decode_jpeg, decode_png, encode_jpeg, encode_png
