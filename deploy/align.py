@@ -1,0 +1,168 @@
+"""Warp a face to the suite's canonical crop and paste the de-identified crop back.
+
+The canonical crop is what every method is trained and scored on: a square image of the
+method's resolution whose 5 landmarks sit on ``data.regions.CANONICAL_LANDMARKS`` (the MeMa
+loader resizes each stored image to that square). A detected face is mapped there by the
+least-squares similarity (rotation, uniform scale, shift; Umeyama, IEEE TPAMI 13(4), 1991) of its
+landmarks onto the template; a pre-aligned crop is simply resized.
+
+Coordinates are continuous pixels: pixel ``(i, j)`` covers ``[j, j+1) x [i, i+1)``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.transforms.functional import gaussian_blur
+
+from data.regions import CANONICAL_LANDMARKS, face_mask
+
+from .detect import Face
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """``3x3`` similarity mapping points ``src [N,2]`` onto ``dst [N,2]`` in least squares."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    u, sv, vt = np.linalg.svd(d.T @ s / len(src))
+    flip = np.diag([1.0, -1.0 if np.linalg.det(u) * np.linalg.det(vt) < 0 else 1.0])
+    rotation = u @ flip @ vt
+    scale = float((sv * np.diag(flip)).sum() / s.var(0).sum())
+    matrix = np.eye(3)
+    matrix[:2, :2] = scale * rotation
+    matrix[:2, 2] = mu_d - scale * rotation @ mu_s
+    return matrix
+
+
+def crop_transform(face: Face, size: int) -> np.ndarray:
+    """``3x3`` matrix from photo pixels to pixels of the ``size``-px canonical crop."""
+    if face.aligned:
+        x0, y0, x1, y1 = face.box
+        return np.array([[size / (x1 - x0), 0, -x0 * size / (x1 - x0)],
+                         [0, size / (y1 - y0), -y0 * size / (y1 - y0)], [0, 0, 1.0]])
+    return similarity(face.points, CANONICAL_LANDMARKS.double().numpy() * size)
+
+
+def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:2, :2].T + matrix[:2, 2]
+
+
+def _sample(image: Tensor, out_to_src: np.ndarray, top_left: tuple[int, int],
+            shape: tuple[int, int]) -> Tensor:
+    """Bilinear samples ``[C,h,w]`` of ``image [C,H,W]`` at ``out_to_src`` of the pixel centres
+    of an ``shape`` grid whose corner is ``top_left`` (x, y); outside the image reads 0."""
+    h, w = shape
+    ys = torch.arange(h, dtype=torch.float64) + 0.5 + top_left[1]
+    xs = torch.arange(w, dtype=torch.float64) + 0.5 + top_left[0]
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    m = torch.from_numpy(out_to_src)
+    src_x = m[0, 0] * grid_x + m[0, 1] * grid_y + m[0, 2]
+    src_y = m[1, 0] * grid_x + m[1, 1] * grid_y + m[1, 2]
+    size = image.shape[-2:]
+    grid = torch.stack([2 * src_x / size[1] - 1, 2 * src_y / size[0] - 1], dim=-1)
+    return F.grid_sample(image[None], grid[None].to(image.dtype), mode="bilinear",
+                         padding_mode="zeros", align_corners=False)[0]
+
+
+def _bounds(matrix: np.ndarray, size: int, shape: tuple[int, int], margin: int = 2):
+    """Photo pixel box ``(x0, y0, x1, y1)`` covered by the crop (``matrix``: photo -> crop)."""
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64)
+    pts = transform_points(np.linalg.inv(matrix), corners)
+    x0, y0 = np.floor(pts.min(0)).astype(int) - margin
+    x1, y1 = np.ceil(pts.max(0)).astype(int) + margin
+    return max(x0, 0), max(y0, 0), min(x1, shape[1]), min(y1, shape[0])
+
+
+def extract_crop(photo: Tensor, matrix: np.ndarray, size: int) -> Tensor:
+    """The ``[3,size,size]`` canonical crop of ``photo [3,H,W]``. Shrinking faces are low-pass
+    filtered first (anti-aliasing), so the crop looks like a resized photo, as in training."""
+    x0, y0, x1, y1 = _bounds(matrix, size, photo.shape[-2:], margin=8)
+    region = photo[:, y0:y1, x0:x1]
+    shrink = 1.0 / math.sqrt(abs(np.linalg.det(matrix[:2, :2])))  # photo px per crop px
+    if shrink > 1.25:
+        sigma = 0.5 * math.sqrt(shrink ** 2 - 1)
+        region = gaussian_blur(region, [2 * math.ceil(3 * sigma) + 1] * 2, [sigma, sigma])
+    shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1.0]])
+    return _sample(region, shift @ np.linalg.inv(matrix), (0, 0), (size, size))
+
+
+def feather_width(size: int) -> int:
+    """Feather of the paste mask in crop pixels (5% of the crop side)."""
+    return max(1, round(0.05 * size))
+
+
+def paste_alpha(landmarks: Tensor, size: int, changed: Tensor | None = None) -> Tensor:
+    """``[B,1,size,size]`` blend weight of the de-identified crop: the head region of
+    ``data.regions.face_mask`` where the method changed a pixel, grown by the feather width and
+    then feathered, so it is exactly 1 over every changed face pixel and falls smoothly to 0
+    outside it and at the crop's border."""
+    mask = face_mask(landmarks, (size, size))
+    if changed is not None:  # pixels a method keeps (e.g. the eyes) keep the photo's own pixels
+        mask = mask * F.max_pool2d(changed.float(), 3, 1, 1)
+    f = feather_width(size)
+    mask = F.max_pool2d(mask, 2 * f + 1, 1, f)
+    mask[..., :f, :] = 0
+    mask[..., -f:, :] = 0
+    mask[..., :, :f] = 0
+    mask[..., :, -f:] = 0
+    return gaussian_blur(mask, [2 * f + 1] * 2, [f / 2] * 2).clamp(0, 1)
+
+
+def paste_crop(photo: Tensor, crop: Tensor, alpha: Tensor, matrix: np.ndarray) -> None:
+    """Blend ``crop [3,s,s]`` with weight ``alpha [1,s,s]`` into ``photo [3,H,W]`` in place,
+    through the inverse of ``matrix``; pixels where the weight is 0 are left untouched."""
+    size = crop.shape[-1]
+    x0, y0, x1, y1 = _bounds(matrix, size, photo.shape[-2:])
+    if x1 <= x0 or y1 <= y0:
+        return
+    sampled = _sample(torch.cat([crop, alpha]), matrix, (x0, y0), (y1 - y0, x1 - x0))
+    weight = sampled[3:].clamp(0, 1)
+    region = photo[:, y0:y1, x0:x1]
+    region.copy_(torch.where(weight > 0, region * (1 - weight) + sampled[:3] * weight, region))
+
+
+def solve_crop(photo: Tensor, alpha: Tensor, matrix: np.ndarray, size: int,
+               iterations: int = 60, prior: float = 1e-3) -> Tensor:
+    """The crop that :func:`paste_crop` pasted into ``photo``, recovered exactly up to 8-bit
+    rounding where the photo's face is larger than the crop: least squares (conjugate
+    gradients) of the bilinear paste over the photo pixels of full weight, pulled weakly
+    towards the resampled crop elsewhere. A reversible method needs its own output back, not
+    a twice-resampled copy of it."""
+    start = extract_crop(photo, matrix, size)
+    x0, y0, x1, y1 = _bounds(matrix, size, photo.shape[-2:])
+    shape = (y1 - y0, x1 - x0)
+    if shape[0] <= 0 or shape[1] <= 0:
+        return start
+    full = (_sample(alpha, matrix, (x0, y0), shape) >= 1 - 1e-6).to(photo.dtype)
+    target = photo[:, y0:y1, x0:x1] * full
+
+    def paste(crop: Tensor) -> Tensor:
+        return _sample(crop, matrix, (x0, y0), shape) * full
+
+    def normal(crop: Tensor) -> Tensor:  # (P^T P + prior) crop, P^T by autograd (P is linear)
+        crop = crop.detach().requires_grad_(True)
+        pasted = paste(crop)
+        (grad,) = torch.autograd.grad(pasted, crop, pasted.detach())
+        return grad + prior * crop.detach()
+
+    def adjoint(image: Tensor) -> Tensor:
+        crop = torch.zeros_like(start, requires_grad=True)
+        (grad,) = torch.autograd.grad(paste(crop), crop, image)
+        return grad
+
+    rhs = adjoint(target) + prior * start
+    x = start.clone()
+    r = rhs - normal(x)
+    p, rr = r.clone(), (r * r).sum()
+    for _ in range(iterations):
+        if rr < 1e-14:
+            break
+        q = normal(p)
+        step = rr / (p * q).sum()
+        x, r = x + step * p, r - step * q
+        rr_new = (r * r).sum()
+        p, rr = r + (rr_new / rr) * p, rr_new
+    return x.clamp(0, 1)
