@@ -94,21 +94,30 @@ def feather_width(size: int) -> int:
     return max(1, round(0.05 * size))
 
 
+def _feather(mask: Tensor, width: int) -> Tensor:
+    """Gaussian blur over ``width`` px; 1 stays exactly 1 where the whole window is 1."""
+    soft = gaussian_blur(mask, [2 * width + 1] * 2, [width / 2] * 2)
+    return torch.where(soft > 1 - 1e-6, 1.0, soft.clamp(0, 1))
+
+
 def paste_alpha(landmarks: Tensor, size: int, changed: Tensor | None = None) -> Tensor:
-    """``[B,1,size,size]`` blend weight of the de-identified crop: the head region of
-    ``data.regions.face_mask`` where the method changed a pixel, grown by the feather width and
-    then feathered, so it is exactly 1 over every changed face pixel and falls smoothly to 0
-    outside it and at the crop's border."""
-    mask = face_mask(landmarks, (size, size))
-    if changed is not None:  # pixels a method keeps (e.g. the eyes) keep the photo's own pixels
-        mask = mask * F.max_pool2d(changed.float(), 3, 1, 1)
+    """``[B,1,size,size]`` blend weight of the de-identified crop.
+
+    The head region of ``data.regions.face_mask`` is grown by the feather width and feathered,
+    so the weight is exactly 1 over the whole face and falls smoothly to 0 outside it (and at
+    the crop's border). Where ``changed`` says the method kept a face region (e.g. the eyes of
+    ``blur_keep_eyes``), the weight is exactly 0, so the photo's own pixels stay there, with a
+    narrow transition on the changed side."""
     f = feather_width(size)
-    mask = F.max_pool2d(mask, 2 * f + 1, 1, f)
-    mask[..., :f, :] = 0
-    mask[..., -f:, :] = 0
-    mask[..., :, :f] = 0
-    mask[..., :, -f:] = 0
-    return gaussian_blur(mask, [2 * f + 1] * 2, [f / 2] * 2).clamp(0, 1)
+    grown = F.max_pool2d(face_mask(landmarks, (size, size)), 2 * f + 1, 1, f)
+    grown[..., :f, :], grown[..., -f:, :], grown[..., :, :f], grown[..., :, -f:] = 0, 0, 0, 0
+    alpha = _feather(grown, f)
+    if changed is not None:
+        kept = face_mask(landmarks, (size, size)) * (1 - changed.float())
+        kept = F.max_pool2d(-F.max_pool2d(-kept, 3, 1, 1), 3, 1, 1)  # opening: no single specks
+        k = max(1, f // 2)
+        alpha = alpha * (1 - _feather(F.max_pool2d(kept, 2 * k + 1, 1, k), k))
+    return alpha
 
 
 def paste_crop(photo: Tensor, crop: Tensor, alpha: Tensor, matrix: np.ndarray) -> None:

@@ -3,8 +3,8 @@
 One photo: faces (MTCNN, or the whole image with ``--aligned``) -> canonical crops at the
 method's resolution (``deploy.align``) -> ``method.anonymize`` on all crops at once -> each crop
 pasted back through the inverse warp with a feathered face mask. Pixels the method leaves
-unchanged (e.g. the eyes of ``blur_keep_eyes``) and everything outside the face keep the
-photo's own values exactly.
+unchanged (e.g. the eyes of ``blur_keep_eyes``; keyless methods only) and everything outside
+the face keep the photo's own values exactly.
 """
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def anonymize_photo(rgb: np.ndarray, faces: list[Face], method: DeIdMethod,
     batch = {"image": crops, "landmarks": landmarks, "index": torch.arange(len(faces))}
     with torch.no_grad():
         out = call_checked(method.name, "anonymize", method.anonymize, batch, keys, reference=crops)
-    changed = ((out - crops).abs().amax(1, keepdim=True) > CHANGE_TOLERANCE)
+    # a reversible method's crop is pasted whole: recover_photo must find the same blend
+    changed = None if keys is not None else (out - crops).abs().amax(1, keepdim=True) > CHANGE_TOLERANCE
     alphas = paste_alpha(landmarks, size, changed)
     result = photo.clone()
     for crop, alpha, matrix in zip(out, alphas, matrices):
