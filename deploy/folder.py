@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,7 +159,7 @@ def anonymize_folder(in_root: Path, out_root: Path, method, size: int, options: 
         for rel, photo in zip(chunk, photos):
             t1 = time.perf_counter()
             if isinstance(photo, PhotoError):
-                tqdm.write(f"error: {photo}")
+                tqdm.write(f"error: {photo}", file=sys.stderr)
                 summary.rows.append(_row(rel, None, method.name, share, f"error: {photo.reason}"))
                 bar.update()
                 continue

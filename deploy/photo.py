@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,10 @@ class Photo:
 def read_photo(path: str | Path, max_pixels: int = MAX_PIXELS) -> Photo:
     """Decode ``path`` into an upright 8-bit RGB :class:`Photo`, or raise :class:`PhotoError`."""
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # PIL's own bomb warning: the size is checked below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             check_size(path, image.size, max_pixels)  # header only: nothing decoded yet
             image.load()  # a truncated file fails here
             return _to_photo(ImageOps.exif_transpose(image))
