@@ -51,9 +51,10 @@ def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def _sample(image: Tensor, out_to_src: np.ndarray, top_left: tuple[int, int],
-            shape: tuple[int, int]) -> Tensor:
+            shape: tuple[int, int], padding: str = "zeros") -> Tensor:
     """Bilinear samples ``[C,h,w]`` of ``image [C,H,W]`` at ``out_to_src`` of the pixel centres
-    of an ``shape`` grid whose corner is ``top_left`` (x, y); outside the image reads 0."""
+    of an ``shape`` grid whose corner is ``top_left`` (x, y); outside the image reads 0
+    (``padding="zeros"``) or the nearest edge pixel (``"border"``)."""
     h, w = shape
     ys = torch.arange(h, dtype=torch.float64) + 0.5 + top_left[1]
     xs = torch.arange(w, dtype=torch.float64) + 0.5 + top_left[0]
@@ -64,7 +65,7 @@ def _sample(image: Tensor, out_to_src: np.ndarray, top_left: tuple[int, int],
     size = image.shape[-2:]
     grid = torch.stack([2 * src_x / size[1] - 1, 2 * src_y / size[0] - 1], dim=-1)
     return F.grid_sample(image[None], grid[None].to(image.dtype), mode="bilinear",
-                         padding_mode="zeros", align_corners=False)[0]
+                         padding_mode=padding, align_corners=False)[0]
 
 
 def _bounds(matrix: np.ndarray, size: int, shape: tuple[int, int], margin: int = 2):
@@ -79,14 +80,18 @@ def _bounds(matrix: np.ndarray, size: int, shape: tuple[int, int], margin: int =
 def extract_crop(photo: Tensor, matrix: np.ndarray, size: int) -> Tensor:
     """The ``[3,size,size]`` canonical crop of ``photo [3,H,W]``. Shrinking faces are low-pass
     filtered first (anti-aliasing), so the crop looks like a resized photo, as in training."""
-    x0, y0, x1, y1 = _bounds(matrix, size, photo.shape[-2:], margin=8)
+    x0, y0, x1, y1 = _bounds(matrix, size, photo.shape[-2:], margin=2)
     region = photo[:, y0:y1, x0:x1]
+    zoom = 1.0
     shrink = 1.0 / math.sqrt(abs(np.linalg.det(matrix[:2, :2])))  # photo px per crop px
-    if shrink > 1.25:
-        sigma = 0.5 * math.sqrt(shrink ** 2 - 1)
-        region = gaussian_blur(region, [2 * math.ceil(3 * sigma) + 1] * 2, [sigma, sigma])
-    shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1.0]])
-    return _sample(region, shift @ np.linalg.inv(matrix), (0, 0), (size, size))
+    if shrink > 1.25 and min(region.shape[-2:]) > 1:
+        # resize (with an anti-aliasing filter) to about the crop's scale, then warp
+        region = F.interpolate(region[None], scale_factor=1 / shrink, mode="bilinear",
+                               antialias=True, recompute_scale_factor=False)[0]
+        zoom = 1 / shrink
+    to_region = np.array([[zoom, 0, -x0 * zoom], [0, zoom, -y0 * zoom], [0, 0, 1.0]])
+    # beyond the photo's edge the crop repeats the edge, as a method would rather see than black
+    return _sample(region, to_region @ np.linalg.inv(matrix), (0, 0), (size, size), "border")
 
 
 def feather_width(size: int) -> int:

@@ -223,7 +223,7 @@ def recover_folder(in_root: Path, out_root: Path, keys_path: Path, load_method, 
     return summary
 
 
-def write_contact_sheet(path: Path, pairs: list[tuple[np.ndarray, np.ndarray]], thumb: int = 160) -> None:
+def write_contact_sheet(path: Path, pairs: list[tuple[np.ndarray, np.ndarray]], thumb: int = 256) -> None:
     """A PNG of before/after thumbnails, one pair per row, up to 16 photos."""
     sheet = Image.new("RGB", (2 * thumb + 12, len(pairs) * (thumb + 4) + 4), "white")
     for i, pair in enumerate(pairs):
