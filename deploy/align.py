@@ -56,16 +56,13 @@ def _sample(image: Tensor, out_to_src: np.ndarray, top_left: tuple[int, int],
     of an ``shape`` grid whose corner is ``top_left`` (x, y); outside the image reads 0
     (``padding="zeros"``) or the nearest edge pixel (``"border"``)."""
     h, w = shape
-    ys = torch.arange(h, dtype=torch.float64) + 0.5 + top_left[1]
-    xs = torch.arange(w, dtype=torch.float64) + 0.5 + top_left[0]
-    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-    m = torch.from_numpy(out_to_src)
-    src_x = m[0, 0] * grid_x + m[0, 1] * grid_y + m[0, 2]
-    src_y = m[1, 0] * grid_x + m[1, 1] * grid_y + m[1, 2]
-    size = image.shape[-2:]
-    grid = torch.stack([2 * src_x / size[1] - 1, 2 * src_y / size[0] - 1], dim=-1)
-    return F.grid_sample(image[None], grid[None].to(image.dtype), mode="bilinear",
-                         padding_mode=padding, align_corners=False)[0]
+    src_h, src_w = image.shape[-2:]
+    # grid_sample's normalised coordinates -> pixels of the grid -> source pixels -> normalised
+    from_grid = np.array([[w / 2, 0, w / 2 + top_left[0]], [0, h / 2, h / 2 + top_left[1]], [0, 0, 1.0]])
+    to_unit = np.array([[2 / src_w, 0, -1], [0, 2 / src_h, -1], [0, 0, 1.0]])
+    theta = torch.from_numpy(to_unit @ out_to_src @ from_grid)[None, :2].to(image.dtype)
+    grid = F.affine_grid(theta, [1, image.shape[0], h, w], align_corners=False)
+    return F.grid_sample(image[None], grid, mode="bilinear", padding_mode=padding, align_corners=False)[0]
 
 
 def _bounds(matrix: np.ndarray, size: int, shape: tuple[int, int], margin: int = 2):

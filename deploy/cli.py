@@ -76,8 +76,8 @@ def _anonymize(args):
     from .methods import load_for_photos
 
     method, size = load_for_photos(args.method, args.profile, args.seed)
-    options = Options(args.method, args.aligned, args.min_face, args.no_face, args.overwrite,
-                      args.max_pixels, not args.quiet)
+    options = Options(args.aligned, args.min_face, args.no_face, args.overwrite, args.max_pixels,
+                      not args.quiet)
     summary = anonymize_folder(args.input, args.out, method, size, options, args.keys, args.contact_sheet)
     return summary, summary.line("anonymized") + f"; report: {args.out / 'report.csv'}"
 
@@ -86,7 +86,7 @@ def _recover(args):
     from .folder import Options, recover_folder
     from .methods import load_for_photos
 
-    options = Options("", overwrite=args.overwrite, max_pixels=args.max_pixels, progress=not args.quiet)
+    options = Options(overwrite=args.overwrite, max_pixels=args.max_pixels, progress=not args.quiet)
     summary = recover_folder(args.input, args.out, args.keys, load_for_photos, options)
     return summary, summary.line("recovered")
 

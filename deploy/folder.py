@@ -37,7 +37,6 @@ class FolderError(ValueError):
 
 @dataclass
 class Options:
-    method_name: str
     aligned: bool = False
     min_face: int = 40
     no_face: str = "skip"  # or "copy"
@@ -122,14 +121,25 @@ def write_report(path: Path, rows: list[dict]) -> None:
         tmp.write_text(buffer.getvalue())
 
 
-def _read_chunk(in_root: Path, rels: list[Path], max_pixels: int):
-    photos: list[Photo | PhotoError] = []
-    for rel in rels:
-        try:
-            photos.append(read_photo(in_root / rel, max_pixels))
-        except PhotoError as err:
-            photos.append(err)
-    return photos
+def _detected(in_root: Path, rels: list[Path], detector: FaceDetector | None, max_pixels: int):
+    """``(rel, photo or its PhotoError, faces, seconds of reading and detection)`` per photo,
+    read and detected ``CHUNK`` at a time (MTCNN batches same-size photos)."""
+    for first in range(0, len(rels), CHUNK):
+        chunk, start = rels[first:first + CHUNK], time.perf_counter()
+        photos = []
+        for rel in chunk:
+            try:
+                photos.append(read_photo(in_root / rel, max_pixels))
+            except PhotoError as err:
+                photos.append(err)
+        readable = [p.rgb for p in photos if isinstance(p, Photo)]
+        if detector is None:
+            found = iter([[aligned_face(rgb.shape[1], rgb.shape[0])] for rgb in readable])
+        else:
+            found = iter(detector(readable) if readable else [])
+        share = (time.perf_counter() - start) / len(chunk)
+        for rel, photo in zip(chunk, photos):
+            yield rel, photo, (None if isinstance(photo, PhotoError) else next(found)), share
 
 
 def anonymize_folder(in_root: Path, out_root: Path, method, size: int, options: Options,
@@ -148,51 +158,37 @@ def anonymize_folder(in_root: Path, out_root: Path, method, size: int, options: 
     summary, key_entries, pairs = Summary(), {}, []
     start = time.perf_counter()
     bar = tqdm(total=len(rels), desc=f"anonymize ({method.name})", unit="photo", disable=not options.progress)
-    for first in range(0, len(rels), CHUNK):
-        chunk = rels[first:first + CHUNK]
+    for rel, photo, faces, seconds in _detected(in_root, rels, detector, options.max_pixels):
         t0 = time.perf_counter()
-        photos = _read_chunk(in_root, chunk, options.max_pixels)
-        readable = [p for p in photos if isinstance(p, Photo)]
-        found = iter(detector([p.rgb for p in readable]) if detector and readable else
-                     [[aligned_face(p.rgb.shape[1], p.rgb.shape[0])] for p in readable])
-        share = (time.perf_counter() - t0) / len(chunk)
-        for rel, photo in zip(chunk, photos):
-            t1 = time.perf_counter()
-            if isinstance(photo, PhotoError):
-                tqdm.write(f"error: {photo}", file=sys.stderr)
-                summary.rows.append(_row(rel, None, method.name, share, f"error: {photo.reason}"))
-                bar.update()
-                continue
-            faces = next(found)
-            target = out_root / rel
-            if not faces:
-                status = "skipped: no face found"
-                if options.no_face == "copy":
-                    write_photo(photo, target)
-                    status = "copied: no face found"
-                summary.rows.append(_row(rel, faces, method.name, share + time.perf_counter() - t1, status))
-                bar.update()
-                continue
+        if isinstance(photo, PhotoError):
+            tqdm.write(f"error: {photo}", file=sys.stderr)
+            status = f"error: {photo.reason}"
+        elif not faces:
+            status = "skipped: no face found"
+            if options.no_face == "copy":
+                write_photo(photo, out_root / rel)
+                status = "copied: no face found"
+        else:
             rgb, keys = anonymize_photo(photo.rgb, faces, method, size)
-            write_photo(Photo(rgb, photo.alpha), target)
+            write_photo(Photo(rgb, photo.alpha), out_root / rel)
+            status = "anonymized"
             if keys is not None:
                 key_entries[rel.as_posix()] = {
-                    "sha256": file_fingerprint(target),
+                    "sha256": file_fingerprint(out_root / rel),
                     "faces": [{**f.to_json(), "key": key_to_hex(k)} for f, k in zip(faces, keys)]}
             if sheet_path is not None and len(pairs) < 16:
                 pairs.append((photo.rgb, rgb))
-            summary.rows.append(_row(rel, faces, method.name, share + time.perf_counter() - t1, "anonymized"))
-            bar.update()
+        summary.rows.append(_row(rel, faces, method.name, seconds + time.perf_counter() - t0, status))
+        bar.update()
     bar.close()
-    for rel in others:
-        summary.rows.append(_row(rel, None, method.name, 0.0, "skipped: not a photo"))
+    summary.rows += [_row(rel, None, method.name, 0.0, "skipped: not a photo") for rel in others]
     summary.seconds = time.perf_counter() - start
     write_report(out_root / "report.csv", summary.rows)
     if key_entries:
         header = {"method": method.name, "config": method.config(), "profile": method.profile,
                   "crop_size": size, "key_bits": method.key_bits}
         write_key_file(keys_path, header, key_entries)
-    if sheet_path is not None and pairs:
+    if pairs:
         write_contact_sheet(sheet_path, pairs)
     return summary
 
