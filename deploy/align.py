@@ -6,7 +6,8 @@ loader resizes each stored image to that square). A detected face is mapped ther
 least-squares similarity (rotation, uniform scale, shift; Umeyama, IEEE TPAMI 13(4), 1991) of its
 landmarks onto the template; a pre-aligned crop is simply resized.
 
-Coordinates are continuous pixels: pixel ``(i, j)`` covers ``[j, j+1) x [i, i+1)``.
+Coordinates are continuous pixels: pixel ``(i, j)`` covers ``[j, j+1) x [i, i+1)``. Photos are
+uint8 tensors ``[3,H,W]``; only the pixels around a face are ever converted to float.
 """
 from __future__ import annotations
 
@@ -74,11 +75,16 @@ def _bounds(matrix: np.ndarray, size: int, shape: tuple[int, int], margin: int =
     return max(x0, 0), max(y0, 0), min(x1, shape[1]), min(y1, shape[0])
 
 
+def _unit(pixels: Tensor) -> Tensor:
+    return pixels.float().div_(255)
+
+
 def extract_crop(photo: Tensor, matrix: np.ndarray, size: int) -> Tensor:
-    """The ``[3,size,size]`` canonical crop of ``photo [3,H,W]``. Shrinking faces are low-pass
-    filtered first (anti-aliasing), so the crop looks like a resized photo, as in training."""
+    """The ``[3,size,size]`` canonical crop (float in [0,1]) of ``photo`` (uint8 ``[3,H,W]``).
+    Shrinking faces are low-pass filtered first (anti-aliasing), so the crop looks like a
+    resized photo, as in training."""
     x0, y0, x1, y1 = _bounds(matrix, size, photo.shape[-2:], margin=2)
-    region = photo[:, y0:y1, x0:x1]
+    region = _unit(photo[:, y0:y1, x0:x1])
     zoom = 1.0
     shrink = 1.0 / math.sqrt(abs(np.linalg.det(matrix[:2, :2])))  # photo px per crop px
     if shrink > 1.25 and min(region.shape[-2:]) > 1:
@@ -123,16 +129,18 @@ def paste_alpha(landmarks: Tensor, size: int, changed: Tensor | None = None) -> 
 
 
 def paste_crop(photo: Tensor, crop: Tensor, alpha: Tensor, matrix: np.ndarray) -> None:
-    """Blend ``crop [3,s,s]`` with weight ``alpha [1,s,s]`` into ``photo [3,H,W]`` in place,
-    through the inverse of ``matrix``; pixels where the weight is 0 are left untouched."""
+    """Blend ``crop [3,s,s]`` with weight ``alpha [1,s,s]`` into ``photo`` (uint8 ``[3,H,W]``)
+    in place, through the inverse of ``matrix``; pixels where the weight is 0 are untouched."""
     size = crop.shape[-1]
     x0, y0, x1, y1 = _bounds(matrix, size, photo.shape[-2:])
     if x1 <= x0 or y1 <= y0:
         return
     sampled = _sample(torch.cat([crop, alpha]), matrix, (x0, y0), (y1 - y0, x1 - x0))
     weight = sampled[3:].clamp(0, 1)
-    region = photo[:, y0:y1, x0:x1]
-    region.copy_(torch.where(weight > 0, region * (1 - weight) + sampled[:3] * weight, region))
+    pixels = photo[:, y0:y1, x0:x1]
+    region = _unit(pixels)
+    blend = (region * (1 - weight) + sampled[:3] * weight).mul_(255).round_().clamp_(0, 255)
+    pixels.copy_(torch.where(weight > 0, blend.to(torch.uint8), pixels))
 
 
 def solve_crop(photo: Tensor, alpha: Tensor, matrix: np.ndarray, size: int,
@@ -147,8 +155,8 @@ def solve_crop(photo: Tensor, alpha: Tensor, matrix: np.ndarray, size: int,
     shape = (y1 - y0, x1 - x0)
     if shape[0] <= 0 or shape[1] <= 0:
         return start
-    full = (_sample(alpha, matrix, (x0, y0), shape) >= 1 - 1e-6).to(photo.dtype)
-    target = photo[:, y0:y1, x0:x1] * full
+    full = (_sample(alpha, matrix, (x0, y0), shape) >= 1 - 1e-6).float()
+    target = _unit(photo[:, y0:y1, x0:x1]) * full
 
     def paste(crop: Tensor) -> Tensor:
         return _sample(crop, matrix, (x0, y0), shape) * full

@@ -75,19 +75,18 @@ def _anonymize(args):
     from .folder import Options, anonymize_folder
     from .methods import load_for_photos
 
-    method, size = load_for_photos(args.method, args.profile, args.seed)
+    loaded = load_for_photos(args.method, args.profile, args.seed)
     options = Options(args.aligned, args.min_face, args.no_face, args.overwrite, args.max_pixels,
                       not args.quiet)
-    summary = anonymize_folder(args.input, args.out, method, size, options, args.keys, args.contact_sheet)
+    summary = anonymize_folder(args.input, args.out, loaded, options, args.keys, args.contact_sheet)
     return summary, summary.line("anonymized") + f"; report: {args.out / 'report.csv'}"
 
 
 def _recover(args):
     from .folder import Options, recover_folder
-    from .methods import load_for_photos
 
     options = Options(overwrite=args.overwrite, max_pixels=args.max_pixels, progress=not args.quiet)
-    summary = recover_folder(args.input, args.out, args.keys, load_for_photos, options)
+    summary = recover_folder(args.input, args.out, args.keys, options)
     return summary, summary.line("recovered")
 
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from .detect import Face, FaceDetector, aligned_face
 from .keys import file_fingerprint, key_from_hex, key_to_hex, read_key_file, write_key_file
+from .methods import PhotoMethod, load_for_photos
 from .photo import MAX_PIXELS, PHOTO_SUFFIXES, Photo, PhotoError, atomic_file, read_photo, write_photo
 from .pipeline import anonymize_photo, recover_photo
 
@@ -142,10 +143,11 @@ def _detected(in_root: Path, rels: list[Path], detector: FaceDetector | None, ma
             yield rel, photo, (None if isinstance(photo, PhotoError) else next(found)), share
 
 
-def anonymize_folder(in_root: Path, out_root: Path, method, size: int, options: Options,
+def anonymize_folder(in_root: Path, out_root: Path, loaded: PhotoMethod, options: Options,
                      keys_path: Path | None = None, sheet_path: Path | None = None) -> Summary:
     """De-identify every photo under ``in_root`` into ``out_root``; see the module docstring."""
     in_root, out_root = Path(in_root), Path(out_root)
+    method, size = loaded.method, loaded.crop_size
     check_folders(in_root, out_root, keys_path, sheet_path)
     if keys_path is not None and _inside(keys_path.resolve(), out_root.resolve()):
         raise FolderError(f"{keys_path}: keep the key file out of the output folder you share")
@@ -185,24 +187,25 @@ def anonymize_folder(in_root: Path, out_root: Path, method, size: int, options: 
     summary.seconds = time.perf_counter() - start
     write_report(out_root / "report.csv", summary.rows)
     if key_entries:
-        header = {"method": method.name, "config": method.config(), "profile": method.profile,
-                  "crop_size": size, "key_bits": method.key_bits}
-        write_key_file(keys_path, header, key_entries)
+        write_key_file(keys_path, loaded.header(), key_entries)
     if pairs:
         write_contact_sheet(sheet_path, pairs)
     return summary
 
 
-def recover_folder(in_root: Path, out_root: Path, keys_path: Path, load_method, options: Options) -> Summary:
-    """Restore the faces of the photos under ``in_root`` listed in the key file into ``out_root``.
-    ``load_method(name, profile)`` returns ``(method, crop size)``."""
+def recover_folder(in_root: Path, out_root: Path, keys_path: Path, options: Options) -> Summary:
+    """Restore the faces of the photos under ``in_root`` listed in the key file into ``out_root``
+    with the method, profile, seed and fitted state recorded in the key file."""
     in_root, out_root = Path(in_root), Path(out_root)
     check_folders(in_root, out_root)
     payload = read_key_file(keys_path, in_root)
-    method, size = load_method(payload["method"], payload.get("profile", "quick"))
-    if size != payload.get("crop_size", size) or method.key_bits != payload.get("key_bits"):
-        raise FolderError(f"{keys_path}: written for {payload['method']} at {payload.get('crop_size')} px "
-                          f"with {payload.get('key_bits')}-bit keys; the installed method differs")
+    loaded = load_for_photos(payload["method"], payload.get("profile", "quick"), payload.get("seed", 0))
+    now = json.loads(json.dumps(loaded.header(), default=str))  # as it reads back from JSON
+    differs = {k: v for k, v in now.items() if payload.get(k) != v}
+    if differs:
+        raise FolderError(f"{keys_path}: the method now differs from the one the keys were written "
+                          f"for: now {differs}, then { {k: payload.get(k) for k in differs} }")
+    method, size = loaded.method, loaded.crop_size
     rels = [Path(rel) for rel in sorted(payload["images"])]
     check_targets(out_root, rels, options.overwrite)
     summary, start = Summary(), time.perf_counter()

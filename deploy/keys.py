@@ -52,7 +52,7 @@ def write_key_file(path: str | Path, header: dict, images: dict[str, dict]) -> N
     """Write ``{"version", **header, "images": images}`` to ``path`` with mode 0600."""
     payload = {"version": KEY_FILE_VERSION, **header, "images": images}
     with atomic_file(path, mode=0o600) as tmp:
-        tmp.write_text(json.dumps(payload, indent=1))
+        tmp.write_text(json.dumps(payload, indent=1, default=str))
 
 
 def read_key_file(path: str | Path, out_root: str | Path) -> dict:

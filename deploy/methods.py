@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,10 +37,29 @@ def needs_fit(method: DeIdMethod) -> bool:
     return type(method).fit is not DeIdMethod.fit
 
 
-def load_for_photos(name: str, profile_name: str = "quick", seed: int = 0) -> tuple[DeIdMethod, int]:
-    """``(method ready to run, crop size in pixels)``; a learned method gets its fitted state."""
+@dataclass(frozen=True)
+class PhotoMethod:
+    """A method ready for photos, and what a key file must record to recover with it."""
+
+    method: DeIdMethod
+    crop_size: int
+    profile: str
+    seed: int
+    #: file name of the fitted state loaded from the cache (None: the method does not learn)
+    fit: str | None = None
+
+    def header(self) -> dict:
+        """What must match between anonymize and recover (written into the key file)."""
+        return {"method": self.method.name, "config": self.method.config(), "profile": self.profile,
+                "seed": self.seed, "crop_size": self.crop_size, "key_bits": self.method.key_bits,
+                "fit": self.fit}
+
+
+def load_for_photos(name: str, profile_name: str = "quick", seed: int = 0) -> PhotoMethod:
+    """The method ``name`` built for ``profile_name``; a learned method gets its fitted state."""
     profile = get_profile(profile_name)
     method = load_method(name, profile=profile.method_profile, seed=seed)
+    path = None
     if needs_fit(method):
         path = fitted_state_path(method, profile, seed)
         if path is None:
@@ -51,4 +71,4 @@ def load_for_photos(name: str, profile_name: str = "quick", seed: int = 0) -> tu
                 "(DIR in the MeMa layout; python -m data.prepare imports a class-folder tree)")
         # weights_only: a cache file is data, never code
         method.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return method, profile.image_size
+    return PhotoMethod(method, profile.image_size, profile.name, seed, path.name if path else None)

@@ -23,12 +23,10 @@ from .keys import draw_keys
 CHANGE_TOLERANCE = 1.0 / 255
 
 
-def _to_tensor(rgb: np.ndarray) -> Tensor:
-    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).float().div_(255)
-
-
-def _to_uint8(image: Tensor) -> np.ndarray:
-    return image.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+def _writable_copy(rgb: np.ndarray) -> tuple[np.ndarray, Tensor]:
+    """A copy of ``rgb [H,W,3]`` and a ``[3,H,W]`` uint8 tensor view of it to paste into."""
+    copy = np.array(rgb, dtype=np.uint8)
+    return copy, torch.from_numpy(copy).permute(2, 0, 1)
 
 
 def _alignment(faces: list[Face], size: int) -> tuple[list[np.ndarray], Tensor]:
@@ -43,7 +41,7 @@ def anonymize_photo(rgb: np.ndarray, faces: list[Face], method: DeIdMethod,
                     size: int) -> tuple[np.ndarray, Tensor | None]:
     """De-identify every face of ``rgb`` (uint8 ``[H,W,3]``); returns the new pixels and, for a
     method with keys, the fresh key drawn for each face ``[F, key_bits]``."""
-    photo = _to_tensor(rgb)
+    result, photo = _writable_copy(rgb)
     matrices, landmarks = _alignment(faces, size)
     crops = torch.stack([extract_crop(photo, m, size) for m in matrices])
     keys = draw_keys(len(faces), method.key_bits) if method.key_bits else None
@@ -53,23 +51,21 @@ def anonymize_photo(rgb: np.ndarray, faces: list[Face], method: DeIdMethod,
     # a reversible method's crop is pasted whole: recover_photo must find the same blend
     changed = None if keys is not None else (out - crops).abs().amax(1, keepdim=True) > CHANGE_TOLERANCE
     alphas = paste_alpha(landmarks, size, changed)
-    result = photo.clone()
-    for crop, alpha, matrix in zip(out, alphas, matrices):
-        paste_crop(result, crop, alpha, matrix)
-    return _to_uint8(result), keys
+    for crop, alpha, matrix in zip(out, alphas, matrices):  # every crop was taken before
+        paste_crop(photo, crop, alpha, matrix)
+    return result, keys
 
 
 def recover_photo(rgb: np.ndarray, faces: list[Face], keys: Tensor, method: DeIdMethod,
                   size: int) -> np.ndarray:
     """Restore the faces :func:`anonymize_photo` de-identified with ``keys``."""
-    photo = _to_tensor(rgb)
+    result, photo = _writable_copy(rgb)
     matrices, landmarks = _alignment(faces, size)
     alphas = paste_alpha(landmarks, size)
     with torch.enable_grad():
         pasted = torch.stack([solve_crop(photo, a, m, size) for a, m in zip(alphas, matrices)])
     with torch.no_grad():
         restored = call_checked(method.name, "recover", method.recover, pasted, keys, reference=pasted)
-    result = photo.clone()
     for crop, alpha, matrix in zip(restored, alphas, matrices):
-        paste_crop(result, crop, alpha, matrix)
-    return _to_uint8(result)
+        paste_crop(photo, crop, alpha, matrix)
+    return result

@@ -139,3 +139,15 @@ def test_key_file_inside_the_shared_output(tmp_path, capsys):
                 "--keys", str(out / "keys.json")) == 2
     assert "keep the key file out of the output folder" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_key_file_for_another_method_setting(tmp_path, capsys):
+    folder, keys = _folder(tmp_path), tmp_path / "keys.json"
+    assert _run("anonymize", str(folder), "--out", str(tmp_path / "out"), "--method",
+                "deploy_toy:PermuteFace", "--keys", str(keys)) == 0
+    payload = json.loads(keys.read_text())
+    payload["crop_size"] = 128  # as if the method had run on other crops
+    keys.write_text(json.dumps(payload))
+    assert _run("recover", str(tmp_path / "out"), "--keys", str(keys), "--out", str(tmp_path / "restored")) == 2
+    assert f"{keys}: the method now differs" in capsys.readouterr().err
+    assert not (tmp_path / "restored").exists()
