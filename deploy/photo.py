@@ -109,16 +109,22 @@ def copy_photo(src: str | Path, dst: str | Path, max_pixels: int = MAX_PIXELS) -
     write_photo(read_photo(src, max_pixels), dst)
 
 
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextmanager
 def atomic_file(path: str | Path, mode: int | None = None):
-    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
+    The file gets ``mode`` (default: what ``open`` would give under the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, _default_mode() if mode is None else mode)
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import stat
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +22,7 @@ from deploy.photo import read_photo
 _spec = importlib.util.spec_from_file_location("deploy_photos", Path(__file__).parent / "data" / "deploy_photos.py")
 photos = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(photos)
-# the reversible toy, loadable by name as module:Class like any plugin
-sys.modules.setdefault("deploy_toy", types.SimpleNamespace(PermuteFace=photos.PermuteFace))
-sys.modules["deploy_toy"] = types.ModuleType("deploy_toy")
-sys.modules["deploy_toy"].PermuteFace = photos.PermuteFace
+TOY = photos.register_toy()  # the reversible toy, loaded by name like any plugin
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +109,11 @@ def test_blur_defeats_the_dlib_recogniser(photo_dir, tmp_path, astronaut_face):
 
 def test_reversible_round_trip_through_files(photo_dir, tmp_path, astronaut_face):
     keys, out, restored = tmp_path / "keys.json", tmp_path / "out", tmp_path / "restored"
-    assert _anonymize(photo_dir, out, "deploy_toy:PermuteFace", "--profile", "full", "--keys", str(keys)) == 0
+    assert _anonymize(photo_dir, out, TOY, "--profile", "full", "--keys", str(keys)) == 0
     assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((out / "astronaut.png").stat().st_mode) == 0o666 & ~umask  # shareable
     payload = json.loads(keys.read_text())
     entry = payload["images"]["astronaut.png"]
     assert len(entry["faces"]) == 1 and len(entry["faces"][0]["box"]) == 4
@@ -132,13 +131,13 @@ def test_reversible_round_trip_through_files(photo_dir, tmp_path, astronaut_face
 
 def test_fresh_key_per_face(photo_dir, tmp_path):
     keys = tmp_path / "keys.json"
-    _anonymize(photo_dir, tmp_path / "out", "deploy_toy:PermuteFace", "--keys", str(keys))
+    _anonymize(photo_dir, tmp_path / "out", TOY, "--keys", str(keys))
     faces = json.loads(keys.read_text())["images"]["group/lfw.png"]["faces"]
     assert len({face["key"] for face in faces}) == len(photos.GROUP_FACES)
 
 
 def test_reversible_method_needs_a_key_file(photo_dir, tmp_path, capsys):
-    assert _anonymize(photo_dir, tmp_path / "out", "deploy_toy:PermuteFace") == 2
+    assert _anonymize(photo_dir, tmp_path / "out", TOY) == 2
     assert "--keys" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 

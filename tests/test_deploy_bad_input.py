@@ -5,8 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -18,8 +16,7 @@ from deploy.photo import MAX_PIXELS, PhotoError, read_photo
 _spec = importlib.util.spec_from_file_location("deploy_photos", Path(__file__).parent / "data" / "deploy_photos.py")
 photos = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(photos)
-sys.modules["deploy_toy"] = types.ModuleType("deploy_toy")
-sys.modules["deploy_toy"].PermuteFace = photos.PermuteFace
+TOY = photos.register_toy()  # the reversible toy, loaded by name like any plugin
 
 
 def _folder(tmp_path: Path) -> Path:
@@ -113,7 +110,7 @@ def test_key_file_not_written_for_these_images(tmp_path, capsys):
     folder = _folder(tmp_path)
     for run in ("a", "b"):
         assert _run("anonymize", str(folder), "--out", str(tmp_path / run), "--method",
-                    "deploy_toy:PermuteFace", "--keys", str(tmp_path / f"{run}.json")) == 0
+                    TOY, "--keys", str(tmp_path / f"{run}.json")) == 0
     # run b's keys on run a's photos: same names, other pixels
     assert _run("recover", str(tmp_path / "a"), "--keys", str(tmp_path / "b.json"),
                 "--out", str(tmp_path / "restored")) == 2
@@ -135,7 +132,7 @@ def test_missing_or_malformed_key_file(tmp_path, capsys, content):
 def test_key_file_inside_the_shared_output(tmp_path, capsys):
     folder = _folder(tmp_path)
     out = tmp_path / "out"
-    assert _run("anonymize", str(folder), "--out", str(out), "--method", "deploy_toy:PermuteFace",
+    assert _run("anonymize", str(folder), "--out", str(out), "--method", TOY,
                 "--keys", str(out / "keys.json")) == 2
     assert "keep the key file out of the output folder" in capsys.readouterr().err
     assert not out.exists()
@@ -144,7 +141,7 @@ def test_key_file_inside_the_shared_output(tmp_path, capsys):
 def test_key_file_for_another_method_setting(tmp_path, capsys):
     folder, keys = _folder(tmp_path), tmp_path / "keys.json"
     assert _run("anonymize", str(folder), "--out", str(tmp_path / "out"), "--method",
-                "deploy_toy:PermuteFace", "--keys", str(keys)) == 0
+                TOY, "--keys", str(keys)) == 0
     payload = json.loads(keys.read_text())
     payload["crop_size"] = 128  # as if the method had run on other crops
     keys.write_text(json.dumps(payload))

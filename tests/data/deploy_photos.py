@@ -3,6 +3,9 @@ the astronaut (Eileen Collins, NASA, public domain) and faces of ``lfw_subset`` 
 in the Wild, 25 px) upscaled and pasted side by side into one picture."""
 from __future__ import annotations
 
+import sys
+import types
+
 import numpy as np
 import torch
 from PIL import Image
@@ -63,3 +66,12 @@ class PermuteFace(DeIdMethod):
 
     def recover(self, images, keys):
         return self._permute(images, keys, inverse=True)
+
+
+def register_toy() -> str:
+    """Make :class:`PermuteFace` importable as ``deploy_toy:PermuteFace`` (how a user names a
+    plugin method) and return that name."""
+    module = types.ModuleType("deploy_toy")
+    module.PermuteFace = PermuteFace
+    sys.modules["deploy_toy"] = module
+    return "deploy_toy:PermuteFace"
