@@ -3,8 +3,8 @@
 See ``data/README.md`` for the layout and how to import the MeMa release.
 
 The names below are imported on first use (PEP 562), so ``import data.regions`` — what a
-method's worker needs — does not pull in Lightning and pandas (docs/isolation.md, "Cost of
-the worker").
+method's worker and ``mema-bench anonymize`` need — does not pull in Lightning and pandas
+(docs/isolation.md, "Cost of the worker").
 """
 from __future__ import annotations
 
