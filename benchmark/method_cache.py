@@ -35,11 +35,23 @@ def work_dir(name: str, fingerprint: str) -> Path:
     return method_dir(name) / f"work-{fingerprint}"
 
 
+def _state_key(profile: Profile, seed: int, config: dict[str, Any]) -> str:
+    return _digest({"profile": profile.name, "seed": seed, "config": config,
+                    "image_size": profile.image_size})
+
+
 def fitted_state_path(name: str, fingerprint: str, profile: Profile, seed: int,
                       config: dict[str, Any]) -> Path:
-    key = _digest({"profile": profile.name, "seed": seed, "config": config,
-                   "image_size": profile.image_size})
-    return method_dir(name) / f"{fingerprint}-{key}.pt"
+    return method_dir(name) / f"{fingerprint}-{_state_key(profile, seed, config)}.pt"
+
+
+def newest_fitted_state_path(name: str, profile: Profile, seed: int,
+                             config: dict[str, Any]) -> Path | None:
+    """The newest cached fit of method ``name`` with this profile, seed and config on *any*
+    dataset (the photo CLI applies a method fitted on the user's data), or None."""
+    found = sorted(method_dir(name).glob(f"*-{_state_key(profile, seed, config)}.pt"),
+                   key=lambda path: path.stat().st_mtime)
+    return found[-1] if found else None
 
 
 def load_fitted_state(path: Path) -> dict[str, Any]:

@@ -2,14 +2,9 @@
 from the method cache that ``python -m benchmark.run`` fills (never through the evaluators)."""
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from dataclasses import dataclass
-from pathlib import Path
 
-import torch
-
+from benchmark import method_cache
 from benchmark.api import DeIdMethod
 from benchmark.profiles import Profile, get_profile
 from benchmark.registry import load_method
@@ -18,19 +13,6 @@ from data.paths import cache_root
 
 class FittedStateNotFoundError(LookupError):
     """A learned method has no fitted state in the cache."""
-
-
-def fitted_state_path(method: DeIdMethod, profile: Profile, seed: int) -> Path | None:
-    """The newest cached ``state_dict`` of ``method`` fitted by ``benchmark.run`` with this
-    profile, seed and config, on any dataset: ``$MEMA_BENCH_CACHE/methods/<name>/
-    <dataset fingerprint>-<digest>.pt``. The one place that knows the cache layout (the
-    digest mirrors ``benchmark.run.fit_or_load``)."""
-    payload = {"profile": profile.name, "seed": seed, "config": method.config(),
-               "image_size": profile.image_size}
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    folder = cache_root() / "methods" / re.sub(r"[^\w.-]+", "_", method.name)
-    found = sorted(folder.glob(f"*-{digest}.pt"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
 
 
 def needs_fit(method: DeIdMethod) -> bool:
@@ -61,7 +43,8 @@ def load_for_photos(name: str, profile_name: str = "quick", seed: int = 0) -> Ph
     method = load_method(name, profile=profile.method_profile, seed=seed)
     path = None
     if needs_fit(method):
-        path = fitted_state_path(method, profile, seed)
+        path = method_cache.newest_fitted_state_path(method.name, profile, seed,
+                                                     method.config())
         if path is None:
             raise FittedStateNotFoundError(
                 f"method {method.name!r} learns from data and has no fitted state for profile "
@@ -69,6 +52,6 @@ def load_for_photos(name: str, profile_name: str = "quick", seed: int = 0) -> Ph
                 f"your own data: python -m benchmark.run --method {name} --dataset mema "
                 f"--data-root DIR --profile {profile.name} --seed {seed}  "
                 "(DIR in the MeMa layout; python -m data.prepare imports a class-folder tree)")
-        # weights_only: a cache file is data, never code
-        method.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        # loaded as data, never code (weights_only); a corrupt file names the refit flag
+        method.load_state_dict(method_cache.load_fitted_state(path))
     return PhotoMethod(method, profile.image_size, profile.name, seed, path.name if path else None)
