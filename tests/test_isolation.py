@@ -45,7 +45,7 @@ def test_sabotage_of_the_evaluators_is_impossible(tiny_mema, cache, tmp_path, ca
     """The plugin returns the originals and scrambles every network it finds in its memory:
     the evaluators are not in its process, so the no-op still leaks every identity."""
     assert _run(tiny_mema, tmp_path, "Sabotage", "--no-isolate") == 0
-    record = json.loads((tmp_path / "runs" / "mema" / f"{HOSTILE}_Sabotage.json").read_text())
+    record = json.loads((tmp_path / "runs" / "mema" / f"{HOSTILE}_Sabotage" / "seed-0.json").read_text())
     assert record["scores"]["reid_top1"]["value"] == pytest.approx(1.0)
     assert record["scores"]["kappa"]["value"] == pytest.approx(1.0)
     assert record["isolation"] == "process"
