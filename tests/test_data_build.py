@@ -60,6 +60,11 @@ def test_generator_is_cached_and_the_cli_refuses_an_existing_output(built, tiny_
     again = build(tiny_mema, tmp_path / "again", TOY, trainer_kwargs=QUIET, verbose=False, cache=cache)
     assert again["generator_sha256"] == record["generator_sha256"]
     assert again["phase_seconds"]["generator"] < 5
+    # an interrupted training resumes from Lightning's last.ckpt to the same weights
+    (weights,) = cache.glob("*/generator-*/generator.safetensors")
+    weights.unlink()
+    resumed = build(tiny_mema, tmp_path / "resumed", TOY, trainer_kwargs=QUIET, verbose=False, cache=cache)
+    assert resumed["generator_sha256"] == record["generator_sha256"]
     assert build_main([str(tiny_mema), "--out", str(out), "--profile", "toy", "--quiet"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert build_main([str(tiny_mema), "--out", str(tmp_path / "x"), "--per-condition", "0"]) == 2

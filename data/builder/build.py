@@ -193,7 +193,9 @@ def preview_grid(png: Path, rows: pd.DataFrame, root: Path, classes: list[str], 
         for c in range(columns):
             ax = axes[r, c]
             ax.set_xticks([]), ax.set_yticks([])
-            if c < len(chosen):
+            if c >= len(chosen):
+                ax.set_frame_on(False)
+            else:
                 rec = chosen.iloc[c]
                 ax.imshow(Image.open(root / rec["image"]), interpolation="nearest")
                 if rec["mask"]:

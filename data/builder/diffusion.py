@@ -79,7 +79,9 @@ class ConditionalDDPM(L.LightningModule):
         self.log("loss", loss, prog_bar=True)
         return loss
 
-    def on_train_batch_end(self, *_) -> None:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # here, not in on_train_batch_end: checkpoints are saved before that hook runs
         self.ema.update_parameters(self.model)
 
     def configure_optimizers(self):
