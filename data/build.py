@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .builder import PROFILES, build, get_profile
+from .builder.build import format_summary
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,11 +54,12 @@ def main(argv: list[str] | None = None) -> int:
 
         source = ensure_mema_synth(progress=not args.quiet)
     try:
-        build(source, args.out, profile, seed=args.seed, verbose=not args.quiet,
-              trainer_kwargs={"accelerator": args.accelerator})
+        record = build(source, args.out, profile, seed=args.seed, verbose=not args.quiet,
+                       trainer_kwargs={"accelerator": args.accelerator})
     except (FileExistsError, FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    print(format_summary(record, args.out))
     return 0
 
 

@@ -116,8 +116,6 @@ def build(source: str | Path, out: str | Path, profile: BuildProfile, seed: int 
     with phase(times, "writing", verbose):
         masks = generated[:, 3] > 0 if generated.shape[1] == 4 else None
         write_dataset(out, plan, faces, masks, mask_labels, names, record, seed)
-    if verbose:
-        print(format_summary(record, out))
     return record
 
 
@@ -221,6 +219,7 @@ def format_summary(record: dict, out: Path) -> str:
         f"  memorisation rate {rate['memorisation']:.3f} (identity similarity >= {t['id_similarity']:.3f} "
         f"or pixel RMSE <= {t['pixel_rmse']:.4f}); implausible rate {rate['implausible']:.3f} "
         f"(plausibility < {t['plausibility']:.2f})",
-        f"  KID vs source {record['kid']['mean']:.4f} +- {record['kid']['std']:.4f}",
+        f"  KID vs source {record['kid']['mean']:.4f} +- {record['kid']['std']:.4f} (real val vs train: "
+        f"{record['judges_on_source']['kid_val_vs_train'][0]:.4f})",
         "  phases: " + ", ".join(f"{k} {v:.0f}s" for k, v in record["phase_seconds"].items()),
     ])

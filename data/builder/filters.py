@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -129,15 +129,16 @@ def fit_judges(source: Path, image_size: int, config: FilterConfig, directory: P
         _atomic(weights, lambda tmp: save_file(state, str(tmp)))
         _atomic(info, lambda tmp: tmp.write_text(json.dumps(scores, indent=2)))
     judges = Judges(classifier.eval(), recogniser.eval(), dm.classes, dm.signs,
-                    images(dm, "train"), torch.empty(0), 0.0, 0.0,
-                    config.plausibility_threshold, scores)
+                    images(dm, "train"), torch.empty(0), 0.0, 0.0, config.plausibility_threshold, scores)
     judges.source_embeddings = judges.embed(judges.source_images)
     # unseen real people (val split) set how close to a training face is too close
-    similarity, rmse = judges.memorisation(images(dm, "val"))
+    val = images(dm, "val")
+    similarity, rmse = judges.memorisation(val)
     q = config.memorisation_quantile
-    judges.id_threshold = float(np.quantile(similarity.numpy(), q))
-    judges.pixel_threshold = float(np.quantile(rmse.numpy(), 1 - q))
-    return judges
+    kid_floor = judges.kid(judges.source_images, val, config.kid_subset_size)
+    return replace(judges, id_threshold=float(np.quantile(similarity.numpy(), q)),
+                   pixel_threshold=float(np.quantile(rmse.numpy(), 1 - q)),
+                   source_scores={**scores, "kid_val_vs_train": kid_floor})
 
 
 def images(dm: MeMaDataModule, split: str) -> Tensor:
