@@ -49,13 +49,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, help="where to write the built set (default: temporary)")
     parser.add_argument("--profile", default="quick")
+    parser.add_argument("--per-condition", type=int, help="faces per class (default: the profile's)")
     parser.add_argument("--source", type=Path, help="source root (default: MeMa-Synth in the cache)")
     parser.add_argument("--cache", type=Path, help="builder cache to train into (default: a fresh "
                         "temporary one; an existing one with a trained generator is not a timing)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     source = args.source or ensure_mema_synth()
-    profile = get_profile(args.profile)
+    profile = get_profile(args.profile, per_condition=args.per_condition)
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp) / "built"
         start = time.perf_counter()

@@ -54,11 +54,11 @@ class ConditionalDenoiser(nn.Module):
 
 def noise_schedule(config: GeneratorConfig) -> DDPMScheduler:
     return DDPMScheduler(num_train_timesteps=config.num_train_timesteps,
-                         beta_schedule=config.beta_schedule)
+                         beta_schedule=config.beta_schedule, prediction_type=config.prediction_type)
 
 
 class ConditionalDDPM(L.LightningModule):
-    """DDPM training (predict the added noise) with condition dropout and an EMA copy of the
+    """DDPM training (predict the velocity, or the added noise) with condition dropout and an EMA copy of the
     weights, which is what gets sampled."""
 
     def __init__(self, config: dict, condition_dim: int, channels: int) -> None:
@@ -75,7 +75,8 @@ class ConditionalDDPM(L.LightningModule):
         noise = torch.randn_like(x0)
         t = torch.randint(0, self.config.num_train_timesteps, (len(x0),), device=x0.device)
         noisy = self.scheduler.add_noise(x0, noise, t)
-        loss = F.mse_loss(self.model(noisy, t, condition * keep), noise)
+        target = noise if self.config.prediction_type == "epsilon" else self.scheduler.get_velocity(x0, noise, t)
+        loss = F.mse_loss(self.model(noisy, t, condition * keep), target)
         self.log("loss", loss, prog_bar=True)
         return loss
 
@@ -139,7 +140,8 @@ def sample(denoiser: ConditionalDenoiser, conditions: Tensor, latents: Tensor, c
            sampling: SamplingConfig, device: torch.device | str = "cpu", progress: bool = True) -> Tensor:
     """DDIM (eta 0) from ``latents`` under ``conditions`` with classifier-free guidance;
     returns ``[N,C,H,W]`` in ``[-1,1]``."""
-    scheduler = DDIMScheduler.from_config(noise_schedule(config).config)
+    # trailing spacing: the first step starts from pure noise (t = T-1), as in training
+    scheduler = DDIMScheduler.from_config(noise_schedule(config).config, timestep_spacing="trailing")
     scheduler.set_timesteps(sampling.ddim_steps)
     denoiser = denoiser.to(device)
     out = []
@@ -148,13 +150,14 @@ def sample(denoiser: ConditionalDenoiser, conditions: Tensor, latents: Tensor, c
         x = latents[start:start + sampling.batch_size].to(device)
         c = conditions[start:start + sampling.batch_size].to(device)
         for t in scheduler.timesteps:
-            x = scheduler.step(guided_noise(denoiser, x, t, c, sampling.guidance), t, x, eta=0.0).prev_sample
+            x = scheduler.step(guided_prediction(denoiser, x, t, c, sampling.guidance), t, x, eta=0.0).prev_sample
         out.append(x.clamp(-1, 1).cpu())
     return torch.cat(out)
 
 
-def guided_noise(denoiser: ConditionalDenoiser, x: Tensor, t: Tensor, condition: Tensor, guidance: float) -> Tensor:
-    """eps_u + w (eps_c - eps_u), both halves in one batch; w = 1 is plain conditional."""
+def guided_prediction(denoiser: ConditionalDenoiser, x: Tensor, t: Tensor, condition: Tensor, guidance: float) -> Tensor:
+    """u + w (c - u) for the unconditional and conditional predictions (noise or velocity),
+    both halves in one batch; w = 1 is plain conditional."""
     if guidance == 1.0:
         return denoiser(x, t, condition)
     eps = denoiser(torch.cat([x, x]), t, torch.cat([condition, torch.zeros_like(condition)]))

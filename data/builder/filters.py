@@ -6,7 +6,8 @@
   identities never reach the recogniser's or the generator's training, so a generated face
   closer to a training face than ``memorisation_quantile`` of them is treated as a copy.
 - plausibility: a disease classifier trained on the source must give the intended label, and
-  every intended sign, at least ``plausibility_threshold``.
+  every intended sign, a probability at least as high as ``1 - plausibility_quantile`` of the
+  real val photos get for their own conditions (or a fixed ``plausibility_threshold``).
 - quality: KID of the kept set against the source, on the classifier's features (no
   downloaded Inception network).
 
@@ -29,7 +30,7 @@ from torch import Tensor
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from ..calibration import SmallCNN, disease_scores, reidentification_scores
-from ..layout import split_signs
+from ..layout import read_metadata, split_signs
 from ..mema import MeMaDataModule
 from .profiles import FilterConfig
 
@@ -135,10 +136,17 @@ def fit_judges(source: Path, image_size: int, config: FilterConfig, directory: P
     val = images(dm, "val")
     similarity, rmse = judges.memorisation(val)
     q = config.memorisation_quantile
+    val_table = read_metadata(source)[0].loc[dm.dataset("val").rows]
+    real = judges.plausibility(val, list(val_table["label"]), list(val_table["signs"])).numpy()
+    plausibility = config.plausibility_threshold
+    if plausibility is None:
+        plausibility = float(np.quantile(real, config.plausibility_quantile))
     kid_floor = judges.kid(judges.source_images, val, config.kid_subset_size)
     return replace(judges, id_threshold=float(np.quantile(similarity.numpy(), q)),
                    pixel_threshold=float(np.quantile(rmse.numpy(), 1 - q)),
-                   source_scores={**scores, "kid_val_vs_train": kid_floor})
+                   plausibility_threshold=plausibility,
+                   source_scores={**scores, "kid_val_vs_train": kid_floor,
+                                  "val_plausibility_median": float(np.median(real))})
 
 
 def images(dm: MeMaDataModule, split: str) -> Tensor:
