@@ -3,7 +3,7 @@ source: Spearman rank correlation of disease accuracy and of naive re-identifica
 target >= 0.8 for both.
 
     python benchmarks/build_rank_agreement.py --source SRC --built BUILT --output SCRATCH \\
-        [--methods identity blur ...] [--profile quick]
+        [--source-records leaderboards/runs/mema-synth] [--methods identity blur ...] [--profile quick]
 
 Runs ``python -m benchmark.run --dataset mema --data-root ROOT --method M --output
 SCRATCH/<source|built>`` for each method and root (skipping runs whose record exists), then
@@ -26,10 +26,15 @@ CLASSIC = ["identity", "blur", "blur_keep_eyes", "pixelate", "pixelate_keep_eyes
 SCORES = {"accuracy": "disease accuracy", "reid_top1": "naive re-identification top-1"}
 
 
-def scores_on(root: Path, output: Path, methods: list[str], profile: str) -> pd.DataFrame:
+def scores_on(root: Path, output: Path, methods: list[str], profile: str,
+              records: Path | None = None) -> pd.DataFrame:
+    """Accuracy and naive re-id per method, from ``records/<method>.json`` when given (existing
+    run records on the same data, read only), else from runs written under ``output``."""
     rows = {}
     for method in methods:
-        path = record_path(output, "mema", method)
+        path = records / f"{method}.json" if records else record_path(output, "mema", method)
+        if not path.is_file() and records:
+            raise SystemExit(f"no run record {path}")
         if not path.is_file():
             print(f"[rank] {method} on {root} ...", flush=True)
             subprocess.run([sys.executable, "-m", "benchmark.run", "--dataset", "mema", "--data-root",
@@ -50,12 +55,15 @@ def main() -> None:
     parser.add_argument("--source", type=Path, required=True)
     parser.add_argument("--built", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True, help="scratch folder for run records")
+    parser.add_argument("--source-records", type=Path, help="read the source's scores from these "
+                        "run records instead of running (e.g. leaderboards/runs/mema-synth when the "
+                        "source is the default MeMa-Synth and the records carry its fingerprint)")
     parser.add_argument("--methods", nargs="+", default=CLASSIC)
     parser.add_argument("--profile", default="quick")
     args = parser.parse_args()
     if args.output.resolve().name == "leaderboards":
         parser.error("--output must be a scratch folder, not leaderboards/")
-    source = scores_on(args.source, args.output / "source", args.methods, args.profile)
+    source = scores_on(args.source, args.output / "source", args.methods, args.profile, args.source_records)
     built = scores_on(args.built, args.output / "built", args.methods, args.profile)
     table = source.join(built, lsuffix="_source", rsuffix="_built")
     print(table.round(4).to_string())
