@@ -1,9 +1,8 @@
 """Builder settings per profile: generator size, training length, sampling and filter thresholds.
 
-``quick`` trains and samples 2,000 faces on a 2-core CPU in about 20 minutes (32 px: at 64 px a
-training step of the same network costs 1.7x and a sampling step 2.2x, measured in
-``benchmarks/bench_build.py``'s notes in ``data/README.md``); ``full`` is sized for a GPU;
-``toy`` runs in seconds for the tests.
+``quick`` is sized for a 2-core CPU (32 px: at 64 px a training step costs 1.7x and a sampling
+step 2.2x; its measured time and quality are in ``data/README.md`` -- it is too short to give
+plausible faces); ``full`` is sized for a GPU; ``toy`` runs in seconds for the tests.
 """
 from __future__ import annotations
 
@@ -34,9 +33,9 @@ class GeneratorConfig:
     ema_decay: float = 0.995
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
-    #: what the network predicts: "v_prediction" (Salimans & Ho, 2022) keeps a short CPU
-    #: training's errors from being amplified at high noise, which "epsilon" does (noisy faces
-    #: after 600 steps, seen in the quick profile)
+    #: what the network predicts, "v_prediction" (Salimans & Ho, 2022) or "epsilon". After the
+    #: quick profile's 600 CPU steps neither is good: epsilon gave face layouts under heavy
+    #: residual noise, v_prediction smooth colour blobs (data/README.md, measured figures)
     prediction_type: str = "v_prediction"
     seed: int = 4243
 
