@@ -69,7 +69,10 @@ def main() -> None:
     print(table.round(4).to_string())
     for name, words in SCORES.items():
         rho = spearman(source[name], built[name])
-        print(f"Spearman {words}: {rho:.3f} (target >= 0.8: {'hit' if rho >= 0.8 else 'missed'})")
+        if rho != rho:  # NaN: every method scored the same on one side
+            print(f"Spearman {words}: undefined (all methods tie on one set; target >= 0.8: missed)")
+        else:
+            print(f"Spearman {words}: {rho:.3f} (target >= 0.8: {'hit' if rho >= 0.8 else 'missed'})")
 
 
 if __name__ == "__main__":
