@@ -16,6 +16,7 @@ imports ``benchmark``); they only show that the data is learnable and identifiab
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -169,6 +170,29 @@ def identity_protocol(embeddings: Tensor, identities: Tensor, probe_embeddings: 
     return dict(reid_top1=top1, reid_chance=1.0 / len(gallery_rows), reid_gallery=len(gallery_rows), reid_probes=len(probes))
 
 
+def attribute_reid_floor(attributes: list[str], identities: list) -> dict:
+    """Expected top-1 re-identification from the diagnosis alone, under the identity protocol
+    (first photo of each identity enrols it, the others are probes): the attacker matches a
+    probe to a random enrolment with the same attributes (label and signs), or to any
+    enrolment when none has them. This is what a de-identifier that keeps the diagnosis
+    perfectly still leaks; with conditions drawn per photo it stays near chance."""
+    first: dict = {}
+    for row, ident in enumerate(identities):
+        first.setdefault(ident, row)
+    enrolled = Counter(attributes[row] for row in first.values())
+    probes = [row for row in range(len(identities)) if first[identities[row]] != row]
+    if not probes:
+        raise ValueError("the attribute floor needs identities with at least two photos")
+    hits = 0.0
+    for row in probes:
+        same = enrolled.get(attributes[row], 0)
+        if same == 0:
+            hits += 1 / len(first)
+        elif attributes[first[identities[row]]] == attributes[row]:
+            hits += 1 / same
+    return dict(attribute_reid_top1=hits / len(probes), reid_chance=1 / len(first))
+
+
 def calibration_report(root: str | Path, image_size: int = 64, seed: int = 0, disease_epochs: int = 15,
                        identity_epochs: int = 10, batch_size: int = 64, verbose: bool = True,
                        leakage: bool = False) -> dict:
@@ -194,6 +218,9 @@ def _calibrate(root, image_size, seed, disease_epochs, identity_epochs, batch_si
     classifier, scores = disease_scores(dm, disease_epochs, seed)
     recogniser, reid = reidentification_scores(dm, identity_epochs, seed)
     scores.update(reid)
+    test = dm.dataset("test")
+    attributes = [f"{label}|{signs.nonzero().flatten().tolist()}" for label, signs in zip(test.labels.tolist(), test.sign_targets)]
+    scores.update(attribute_reid_floor(attributes, test.identities.tolist()))
     if leakage:
         for name, view in (("eyes_only", keep_eyes), ("face_masked", mask_face)):
             scores[f"reid_top1_{name}"] = reidentification_scores(dm, identity_epochs, seed, view)[1]["reid_top1"]
@@ -227,6 +254,8 @@ def format_report(s: dict) -> str:
         f"  re-id top-1        {s['reid_top1']:.3f}   (target >= 0.8; chance {s['reid_chance']:.3f}, "
         f"{s['reid_gallery']} enrolled, {s['reid_probes']} probes)",
     ]
+    lines.append(f"  re-id top-1 from the diagnosis alone (label + signs): {s['attribute_reid_top1']:.3f} "
+                 f"(the attribute floor)")
     if "reid_top1_eyes_only" in s:
         lines.append(f"  re-id top-1, recogniser retrained on eyes only: {s['reid_top1_eyes_only']:.3f} "
                      f"(should stay clearly above chance)")

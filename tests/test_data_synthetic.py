@@ -165,3 +165,30 @@ def test_racing_writers_keep_the_first_copy(tmp_path, monkeypatch):
     monkeypatch.setattr(generator, "generate", racing)
     root = ensure_mema_synth(tmp_path / "s", identities=3, images_per_identity=1, size=32, progress=False)
     assert (root / "metadata.csv").is_file()
+
+
+def test_persistent_condition_keeps_a_persons_diagnosis_and_raises_the_attribute_floor():
+    from data.calibration import attribute_reid_floor
+    from data.synthetic.generator import sample_dataset
+
+    floors = {}
+    for persistent in (False, True):
+        _, person, split, cond, signs = sample_dataset(60, 4, 0, persistent)
+        per_person = {p: {(cond[i], signs[i]) for i in range(len(person)) if person[i] == p} for p in set(person)}
+        assert all(len(v) == 1 for v in per_person.values()) == persistent
+        test = np.flatnonzero(split == "test")
+        floors[persistent] = attribute_reid_floor([f"{cond[i]}|{signs[i]}" for i in test], list(person[test]))
+    chance = floors[False]["reid_chance"]
+    assert floors[False]["attribute_reid_top1"] < 2 * chance < floors[True]["attribute_reid_top1"]
+    # the default set is unchanged by the option's existence
+    assert sample_dataset(6, 2, 0)[4] == sample_dataset(6, 2, 0, False)[4]
+
+
+def test_attribute_floor_reference_values():
+    from data.calibration import attribute_reid_floor
+
+    # two people, same diagnosis in every photo: a coin flip; unique diagnoses: certain
+    assert attribute_reid_floor(["a", "a", "a", "a"], [0, 0, 1, 1])["attribute_reid_top1"] == 0.5
+    assert attribute_reid_floor(["a", "a", "b", "b"], [0, 0, 1, 1])["attribute_reid_top1"] == 1.0
+    # a probe whose diagnosis nobody enrolled with: a guess among all enrolments
+    assert attribute_reid_floor(["a", "c", "b", "b"], [0, 0, 1, 1])["attribute_reid_top1"] == 0.75

@@ -20,6 +20,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="images of each person (default 8)")
     parser.add_argument("--size", type=int, default=DEFAULTS["size"], help="image side in px (default 64)")
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="random seed (default 0)")
+    parser.add_argument("--persistent-condition", action="store_true",
+                        help="a person's condition (and its signs and side) is the same in all their "
+                        "photos, as in a clinic; raises the attribute-only re-identification floor "
+                        "(data/README.md)")
     parser.add_argument("--preview", type=Path, metavar="PNG", help="write a conditions x identities grid")
     parser.add_argument("--report", action="store_true",
                         help="train small classifiers and print disease accuracy, sign F1 and re-id top-1")
@@ -27,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --report: also retrain the recogniser on eyes-only and face-masked images")
     args = parser.parse_args(argv)
     root = ensure_mema_synth(args.out, identities=args.identities,
-                             images_per_identity=args.images_per_identity, size=args.size, seed=args.seed)
+                             images_per_identity=args.images_per_identity, size=args.size, seed=args.seed,
+                             persistent_condition=args.persistent_condition)
     print(f"MeMa-Synth at {root}")
     if args.preview:
         print(f"preview written to {preview(args.preview, args.size, args.seed)}")

@@ -220,8 +220,13 @@ def split_identities(rng: np.random.Generator, n: int) -> np.ndarray:
     return split
 
 
-def sample_dataset(identities: int, images_per_identity: int, seed: int):
-    """All parameters of a MeMa-Synth set: identity, per-image nuisance and medical factors."""
+def sample_dataset(identities: int, images_per_identity: int, seed: int, persistent_condition: bool = False):
+    """All parameters of a MeMa-Synth set: identity, per-image nuisance and medical factors.
+
+    By default each photo draws its own condition; with ``persistent_condition`` a person's
+    condition, signs and side are drawn once and shown in all their photos (as in a clinic),
+    which lets the diagnosis alone narrow down who a photo shows (the attribute-only
+    re-identification floor, ``data.calibration.attribute_reid_floor``)."""
     if identities < 3 or images_per_identity < 1:
         raise ValueError("MeMa-Synth needs at least 3 identities (one per split) and 1 image each")
     rng = np.random.default_rng([seed, GENERATOR_VERSION])
@@ -230,8 +235,14 @@ def sample_dataset(identities: int, images_per_identity: int, seed: int):
     person = np.repeat(np.arange(identities), images_per_identity)
     params = {k: v[person] for k, v in people.items()}
     params.update(sample_nuisance(rng, len(person)))
-    cond = sample_conditions(rng, params["age"], params["female"], id_split[person])
-    medical, signs = sample_medical(rng, cond)
+    if persistent_condition:
+        cond = sample_conditions(rng, people["age"], people["female"], id_split)
+        medical, signs = sample_medical(rng, cond)
+        medical = {k: v[person] for k, v in medical.items()}
+        cond, signs = cond[person], [signs[p] for p in person]
+    else:
+        cond = sample_conditions(rng, params["age"], params["female"], id_split[person])
+        medical, signs = sample_medical(rng, cond)
     params.update(medical)
     return params, person, id_split[person], cond, signs
 
@@ -246,11 +257,13 @@ def render(params: dict, size: int, seed: int, start: int, stop: int):
 
 
 def generate(out: str | Path, identities: int = 400, images_per_identity: int = 8, size: int = 64,
-             seed: int = 0, chunk: int = 128, progress: bool = True) -> Path:
+             seed: int = 0, chunk: int = 128, progress: bool = True,
+             persistent_condition: bool = False) -> Path:
     """Write a MeMa-Synth set to ``out`` (atomically: a temporary folder renamed at the end)."""
     if size < 32:
         raise ValueError(f"--size must be at least 32 px (got {size}); signs need >= 64 px to be clear")
-    params, person, split, cond, signs = sample_dataset(identities, images_per_identity, seed)
+    params, person, split, cond, signs = sample_dataset(identities, images_per_identity, seed,
+                                                        persistent_condition)
     out = Path(out)
     rows = []
     with atomic_directory(out) as tmp:
@@ -267,9 +280,8 @@ def generate(out: str | Path, identities: int = 400, images_per_identity: int = 
         bar.close()
         pd.DataFrame(rows).to_csv(tmp / METADATA, index=False)
         write_classes(tmp, CLASSES, SIGNS)
-        (tmp / "synth.json").write_text(json.dumps(dict(
-            generator_version=GENERATOR_VERSION, identities=identities,
-            images_per_identity=images_per_identity, size=size, seed=seed), indent=2) + "\n")
+        (tmp / "synth.json").write_text(json.dumps(
+            synth_info(identities, images_per_identity, size, seed, persistent_condition), indent=2) + "\n")
     return out
 
 
@@ -287,19 +299,31 @@ def _write_image(root, i, person, k, image, tumour, landmarks, split, label, sig
                 mask=mask, landmarks=format_landmarks(landmarks))
 
 
-def default_root(identities: int, images_per_identity: int, size: int, seed: int) -> Path:
+def synth_info(identities: int, images_per_identity: int, size: int, seed: int,
+               persistent_condition: bool = False) -> dict:
+    """What ``synth.json`` records (the option appears only when on, so sets generated before
+    it existed still match)."""
+    info = dict(generator_version=GENERATOR_VERSION, identities=identities,
+                images_per_identity=images_per_identity, size=size, seed=seed)
+    return {**info, "persistent_condition": True} if persistent_condition else info
+
+
+def default_root(identities: int, images_per_identity: int, size: int, seed: int,
+                 persistent_condition: bool = False) -> Path:
     return cache_root() / "data" / (
-        f"mema-synth-v{GENERATOR_VERSION}-{identities}x{images_per_identity}-{size}px-seed{seed}")
+        f"mema-synth-v{GENERATOR_VERSION}-{identities}x{images_per_identity}-{size}px-seed{seed}"
+        + ("-persistent" if persistent_condition else ""))
 
 
 def ensure_mema_synth(root: str | Path | None = None, *, identities: int = 400,
                       images_per_identity: int = 8, size: int = 64, seed: int = 0,
-                      progress: bool = True) -> Path:
+                      progress: bool = True, persistent_condition: bool = False) -> Path:
     """Generate MeMa-Synth into ``root`` (default: under ``cache_root()/data``) unless it is
-    already there; returns the root. Generation is atomic, so a crash leaves no partial set."""
-    root = Path(root) if root is not None else default_root(identities, images_per_identity, size, seed)
-    wanted = dict(generator_version=GENERATOR_VERSION, identities=identities,
-                  images_per_identity=images_per_identity, size=size, seed=seed)
+    already there; returns the root. Generation is atomic, so a crash leaves no partial set.
+    ``persistent_condition``: a person's condition is the same in all their photos."""
+    root = Path(root) if root is not None else default_root(identities, images_per_identity, size, seed,
+                                                            persistent_condition)
+    wanted = synth_info(identities, images_per_identity, size, seed, persistent_condition)
     if (root / METADATA).is_file():
         info = root / "synth.json"
         found = json.loads(info.read_text()) if info.is_file() else None
@@ -308,7 +332,8 @@ def ensure_mema_synth(root: str | Path | None = None, *, identities: int = 400,
                              "choose another root or delete it")
         return root
     try:
-        return generate(root, identities, images_per_identity, size, seed, progress=progress)
+        return generate(root, identities, images_per_identity, size, seed, progress=progress,
+                        persistent_condition=persistent_condition)
     except FileExistsError:
         if (root / METADATA).is_file():  # another process finished first
             return root

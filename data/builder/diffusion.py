@@ -1,0 +1,165 @@
+"""The conditional patient-face generator: a diffusers ``UNet2DModel`` trained as a DDPM
+through a Lightning ``Trainer`` (cached and resumable), sampled with DDIM and classifier-free
+guidance (Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022).
+
+The network denoises the RGB image and, when the source has lesion masks, the mask as a
+fourth channel, so every generated eyelid tumour comes with its mask (a pseudo-label).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from lightning.pytorch.callbacks import ModelCheckpoint
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm import tqdm
+
+from .profiles import GeneratorConfig, SamplingConfig
+
+WEIGHTS = "generator.safetensors"
+
+
+class ConditionalDenoiser(nn.Module):
+    """``UNet2DModel`` with ``class_embed_type="identity"``: the condition vector, projected by
+    a small MLP to the timestep-embedding width, is added to the timestep embedding."""
+
+    def __init__(self, config: GeneratorConfig, condition_dim: int, channels: int) -> None:
+        super().__init__()
+        levels = len(config.block_out_channels)
+        down = ["DownBlock2D"] * levels
+        if config.attention:
+            down[-1] = "AttnDownBlock2D"
+        self.unet = UNet2DModel(
+            sample_size=config.image_size, in_channels=channels, out_channels=channels,
+            block_out_channels=config.block_out_channels, layers_per_block=config.layers_per_block,
+            down_block_types=tuple(down),
+            up_block_types=tuple(b.replace("Down", "Up") for b in reversed(down)),
+            norm_num_groups=config.norm_num_groups, class_embed_type="identity",
+        )
+        width = 4 * config.block_out_channels[0]  # UNet2DModel's timestep-embedding width
+        self.condition = nn.Sequential(nn.Linear(condition_dim, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, x: Tensor, t: Tensor, condition: Tensor) -> Tensor:
+        return self.unet(x, t, class_labels=self.condition(condition)).sample
+
+
+def noise_schedule(config: GeneratorConfig) -> DDPMScheduler:
+    return DDPMScheduler(num_train_timesteps=config.num_train_timesteps,
+                         beta_schedule=config.beta_schedule, prediction_type=config.prediction_type)
+
+
+class ConditionalDDPM(L.LightningModule):
+    """DDPM training (predict the velocity, or the added noise) with condition dropout and an EMA copy of the
+    weights, which is what gets sampled."""
+
+    def __init__(self, config: dict, condition_dim: int, channels: int) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = GeneratorConfig(**{**config, "block_out_channels": tuple(config["block_out_channels"])})
+        self.model = ConditionalDenoiser(self.config, condition_dim, channels)
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.config.ema_decay))
+        self.scheduler = noise_schedule(self.config)
+
+    def training_step(self, batch, _):
+        x0, condition = batch
+        keep = torch.rand(len(x0), 1, device=x0.device) >= self.config.condition_dropout
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, self.config.num_train_timesteps, (len(x0),), device=x0.device)
+        noisy = self.scheduler.add_noise(x0, noise, t)
+        target = noise if self.config.prediction_type == "epsilon" else self.scheduler.get_velocity(x0, noise, t)
+        loss = F.mse_loss(self.model(noisy, t, condition * keep), target)
+        self.log("loss", loss, prog_bar=True)
+        return loss
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # here, not in on_train_batch_end: checkpoints are saved before that hook runs
+        self.ema.update_parameters(self.model)
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.model.parameters(), lr=self.config.lr, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.config.lr,
+                                                    total_steps=self.config.train_steps,
+                                                    pct_start=max(0.05, 3 / self.config.train_steps))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def train_generator(images: Tensor, conditions: Tensor, config: GeneratorConfig, directory: Path,
+                    trainer_kwargs: dict | None = None) -> tuple[ConditionalDenoiser, str]:
+    """Train (or load from ``directory``) the generator on ``images`` ``[N,C,H,W]`` in
+    ``[-1,1]``; returns the EMA denoiser and the SHA-256 of its weights file.
+
+    An interrupted run resumes from ``directory/last.ckpt``; the finished weights are written
+    atomically to ``directory/generator.safetensors`` and reused afterwards.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / WEIGHTS
+    denoiser = ConditionalDenoiser(config, conditions.shape[1], images.shape[1])
+    if not weights.is_file():
+        L.seed_everything(config.seed, workers=True, verbose=False)
+        module = ConditionalDDPM(asdict(config), conditions.shape[1], images.shape[1])
+        loader = DataLoader(TensorDataset(images, conditions), batch_size=config.batch_size,
+                            shuffle=True, drop_last=len(images) > config.batch_size,
+                            generator=torch.Generator().manual_seed(config.seed))
+        checkpoint = ModelCheckpoint(dirpath=directory, save_last=True,
+                                     every_n_train_steps=max(1, config.train_steps // 10))
+        trainer = L.Trainer(**{"max_steps": config.train_steps, "logger": False,
+                               "callbacks": [checkpoint], "default_root_dir": directory,
+                               **(trainer_kwargs or {})})
+        last = directory / "last.ckpt"
+        trainer.fit(module, loader, ckpt_path=last if last.is_file() else None)
+        tmp = weights.with_suffix(".tmp")
+        save_file(module.ema.module.state_dict(), str(tmp))
+        os.replace(tmp, weights)
+    denoiser.load_state_dict(load_file(str(weights)))
+    return denoiser.eval(), hashlib.sha256(weights.read_bytes()).hexdigest()
+
+
+def identity_latents(people: Tensor, shape: tuple[int, ...], jitter: float, seed: int) -> Tensor:
+    """Starting noise per face: a latent shared by the photos of one generated person, mixed
+    with per-photo noise (variance ``jitter``), so DDIM turns it into the same face under
+    changing conditions."""
+    generator = torch.Generator().manual_seed(seed)
+    n_people = int(people.max()) + 1
+    shared = torch.randn(n_people, *shape, generator=generator)
+    own = torch.randn(len(people), *shape, generator=generator)
+    return (1 - jitter) ** 0.5 * shared[people] + jitter ** 0.5 * own
+
+
+@torch.no_grad()
+def sample(denoiser: ConditionalDenoiser, conditions: Tensor, latents: Tensor, config: GeneratorConfig,
+           sampling: SamplingConfig, device: torch.device | str = "cpu", progress: bool = True) -> Tensor:
+    """DDIM (eta 0) from ``latents`` under ``conditions`` with classifier-free guidance;
+    returns ``[N,C,H,W]`` in ``[-1,1]``."""
+    # trailing spacing: the first step starts from pure noise (t = T-1), as in training
+    scheduler = DDIMScheduler.from_config(noise_schedule(config).config, timestep_spacing="trailing")
+    scheduler.set_timesteps(sampling.ddim_steps)
+    denoiser = denoiser.to(device)
+    out = []
+    starts = range(0, len(latents), sampling.batch_size)
+    for start in tqdm(starts, desc="sampling", unit="batch", disable=not progress):
+        x = latents[start:start + sampling.batch_size].to(device)
+        c = conditions[start:start + sampling.batch_size].to(device)
+        for t in scheduler.timesteps:
+            x = scheduler.step(guided_prediction(denoiser, x, t, c, sampling.guidance), t, x, eta=0.0).prev_sample
+        out.append(x.clamp(-1, 1).cpu())
+    return torch.cat(out)
+
+
+def guided_prediction(denoiser: ConditionalDenoiser, x: Tensor, t: Tensor, condition: Tensor, guidance: float) -> Tensor:
+    """u + w (c - u) for the unconditional and conditional predictions (noise or velocity),
+    both halves in one batch; w = 1 is plain conditional."""
+    if guidance == 1.0:
+        return denoiser(x, t, condition)
+    eps = denoiser(torch.cat([x, x]), t, torch.cat([condition, torch.zeros_like(condition)]))
+    conditional, unconditional = eps.chunk(2)
+    return unconditional + guidance * (conditional - unconditional)
