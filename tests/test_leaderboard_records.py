@@ -34,8 +34,10 @@ def test_50_concurrent_runs_keep_every_row(tmp_path):
 def test_a_malformed_record_is_skipped_with_a_warning(tmp_path):
     _publish(tmp_path, "good")
     broken = record_path(tmp_path, "mema", "broken")
-    broken.write_text('{"method": "broken", ')
     partial = record_path(tmp_path, "mema", "partial")
+    for path in (broken, partial):
+        path.parent.mkdir(parents=True)
+    broken.write_text('{"method": "broken", ')
     partial.write_text('{"method": "partial"}')
     with pytest.warns(UserWarning) as warned:
         write_leaderboard(tmp_path, "mema")
