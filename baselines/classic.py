@@ -2,7 +2,7 @@
 
 These are the "naive" de-identifiers of Newton, Sweeney & Malin, "Preserving privacy by
 de-identifying face images", IEEE TKDE 17(2), 2005: they defeat a recogniser trained on clean
-faces but are undone by one trained on obfuscated faces (the parrot attack of DESIGN.md §4).
+faces but are undone by one trained on obfuscated faces (the parrot attack of docs/architecture.md §4).
 Each works on a region from the 5-point landmarks: the whole head (``region="face"``) or the
 head except the periocular region (``region="face_except_eyes"``), which keeps the eye signs
 for diagnosis but, since eye shape and iris colour carry identity, must leak some of it.

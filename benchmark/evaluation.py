@@ -1,6 +1,6 @@
 """Score a method: de-identify each test image once, compute the utility, naturalness and
 cost scores in that pass, then run the attacks of :mod:`benchmark.attacks` on the result
-(DESIGN.md §4, docs/threat_model.md).
+(docs/architecture.md §4, docs/threat_model.md).
 
 The method sees the test images only through :class:`benchmark.blinding.BlindedMethod`: in a
 per-run random order, with opaque indices, without labels. Every per-image score carries a

@@ -1,4 +1,4 @@
-"""Scores torchmetrics lacks: identity leakage, lesion Dice, key diversity (DESIGN.md §4).
+"""Scores torchmetrics lacks: identity leakage, lesion Dice, key diversity (docs/architecture.md §4).
 
 Every metric keeps one value per test sample (state ``dist_reduce_fx="cat"``, so it reduces
 correctly under DDP) and exposes them through ``per_sample()``; the harness bootstraps its
@@ -117,7 +117,7 @@ class ReidentificationRate(_PerSampleMean):
     expectation: a probe whose label ties with others scores the probability a random order
     puts it within the top k, so a constant recogniser scores exactly chance, not 1.
 
-    Used for both protocols of DESIGN.md §4: *pair* (gallery = every clean test image labelled
+    Used for both protocols of docs/architecture.md §4: *pair* (gallery = every clean test image labelled
     by its row index; probe label = its source row) and *identity* (gallery = one enrolment
     image per test identity; probes = the other images, labelled by identity).
 

@@ -1,4 +1,4 @@
-"""Evaluator and run settings per profile (DESIGN.md §4, §6).
+"""Evaluator and run settings per profile (docs/architecture.md §4, §6).
 
 ``quick`` runs on a 2-core CPU in minutes (64 px, small nets, few epochs); ``full`` is sized for a
 GPU; ``toy`` trains in seconds and exists for the test-suite. Evaluator seeds and backbones are

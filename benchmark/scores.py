@@ -1,7 +1,7 @@
 """Score declarations: each score family states once what its scores are called, which way is
 better, what their chance level is and how many digits they deserve; the run summary, the CSV
 columns, the Markdown formatting and the frontier axes are derived from these declarations
-(DESIGN.md §4, the torchmetrics habit of keeping ``higher_is_better`` on the metric).
+(docs/architecture.md §4, the torchmetrics habit of keeping ``higher_is_better`` on the metric).
 
 A family is anything with a ``name`` and a ``scores`` tuple of :class:`ScoreSpec`: the attacks
 of :mod:`benchmark.attacks`, and the utility, naturalness and cost families declared here.

@@ -1,4 +1,4 @@
-"""Calibration report for a MeMa-layout dataset (DESIGN.md §2).
+"""Calibration report for a MeMa-layout dataset (docs/architecture.md §2).
 
 Trains two small plain-torch CNNs on the training split and reports, on the test split:
 

@@ -1,6 +1,6 @@
 """The MeMa on-disk layout: reading and validating ``metadata.csv`` and ``classes.json``.
 
-Layout (DESIGN.md §2, documented in ``data/README.md``)::
+Layout (docs/architecture.md §2, documented in ``data/README.md``)::
 
     <root>/metadata.csv   one row per image: image, split, label, signs, identity, age, sex,
                           optional mask, optional landmarks (10 pixel coordinates)
