@@ -114,22 +114,23 @@ def embed(shown: np.ndarray, ciphertexts: list[bytes], bits: int) -> np.ndarray:
     """Write each ciphertext into the ``bits`` low bits of ``shown`` [B,H,W,3] uint8, choosing
     for every value the nearest one with the wanted low bits (change <= 2**(bits-1))."""
     b = shown.shape[0]
-    symbols = np.unpackbits(np.frombuffer(b"".join(ciphertexts), np.uint8).reshape(b, -1), axis=1)
-    symbols = symbols.reshape(b, -1, bits) @ (1 << np.arange(bits - 1, -1, -1))
-    symbols = symbols.reshape(shown.shape).astype(np.int16)
+    planes = np.unpackbits(np.frombuffer(b"".join(ciphertexts), np.uint8).reshape(b, -1), axis=1)
+    planes = planes.reshape(b, -1, bits)
+    symbols = np.zeros(planes.shape[:2], np.int16)
+    for i in range(bits):  # most significant bit first
+        symbols = (symbols << 1) | planes[:, :, i]
     step = 1 << bits
-    value = shown.astype(np.int16)
-    candidate = value - (value % step) + symbols
-    candidate = np.where(candidate - value > step // 2, candidate - step, candidate)
-    candidate = np.where(value - candidate > step // 2, candidate + step, candidate)
-    candidate = np.where(candidate < 0, candidate + step, candidate)
-    candidate = np.where(candidate > 255, candidate - step, candidate)
-    return candidate.astype(np.uint8)
+    value = shown.reshape(b, -1).astype(np.int16)
+    candidate = (value & ~(step - 1)) | symbols
+    diff = candidate - value
+    candidate -= step * ((diff > step // 2) & (candidate >= step))
+    candidate += step * ((diff < -step // 2) & (candidate + step <= 255))
+    return candidate.astype(np.uint8).reshape(shown.shape)
 
 
 def extract(stego: np.ndarray, bits: int) -> list[bytes]:
     """The ciphertexts in the ``bits`` low bits of ``stego`` [B,H,W,3] uint8."""
     b = stego.shape[0]
-    symbols = (stego.reshape(b, -1) % (1 << bits)).astype(np.uint8)
+    symbols = stego.reshape(b, -1) & np.uint8((1 << bits) - 1)
     planes = (symbols[..., None] >> np.arange(bits - 1, -1, -1, dtype=np.uint8)) & 1
     return [row.tobytes() for row in np.packbits(planes.reshape(b, -1), axis=1)]

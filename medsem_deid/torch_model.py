@@ -110,12 +110,12 @@ class IdentityEncoder(nn.Module):
 
 
 class UpBlock(nn.Module):
-    """x2 upsampling, optional channel-wise concatenation of a condition map, two convs, FiLM
-    by the identity code (so z shapes every scale: eye shape as well as skin and hair)."""
+    """x2 upsampling, optional channel-wise concatenation of a condition map, ``convs`` convs,
+    FiLM by the identity code (so z shapes every scale: eye shape as well as skin and hair)."""
 
-    def __init__(self, cin: int, cout: int, z_dim: int):
+    def __init__(self, cin: int, cout: int, z_dim: int, convs: int = 2):
         super().__init__()
-        self.conv = nn.Sequential(conv_gn(cin, cout), conv_gn(cout, cout))
+        self.conv = nn.Sequential(conv_gn(cin, cout), *(conv_gn(cout, cout) for _ in range(convs - 1)))
         self.film = nn.Linear(z_dim, 2 * cout)
 
     def forward(self, h: Tensor, z: Tensor, condition: Tensor | None = None) -> Tensor:
@@ -127,7 +127,9 @@ class UpBlock(nn.Module):
 
 class FaceGenerator(nn.Module):
     """Decoder: identity code z -> face, with the medical condition joined at 1/8 and 1/4 of
-    the resolution (channel-wise concatenation). Starts at 1/16 of the output size."""
+    the resolution (channel-wise concatenation). Starts at 1/16 of the output size; the last
+    x2 is a sub-pixel convolution straight to RGB (Shi et al. 2016): convolutions at full
+    resolution would dominate the CPU time of ``anonymize``."""
 
     def __init__(self, width: int, z_dim: int, cond_channels: int):
         super().__init__()
@@ -137,10 +139,9 @@ class FaceGenerator(nn.Module):
         self.blocks = nn.ModuleList([
             UpBlock(8 * w + cond_channels, 4 * w, z_dim),  # -> 1/8
             UpBlock(4 * w + cond_channels, 2 * w, z_dim),  # -> 1/4
-            UpBlock(2 * w, w, z_dim),  # -> 1/2
-            UpBlock(w, w, z_dim),  # -> full
+            UpBlock(2 * w, w, z_dim, convs=1),  # -> 1/2
         ])
-        self.to_rgb = nn.Conv2d(w, 3, 3, padding=1)
+        self.to_rgb = nn.Sequential(nn.Conv2d(w, 3 * 4, 3, padding=1), nn.PixelShuffle(2))
 
     def forward(self, z: Tensor, conditions: list[Tensor], size: tuple[int, int]) -> Tensor:
         h = self.start(z).view(-1, self.start_channels, 4, 4)
@@ -149,8 +150,7 @@ class FaceGenerator(nn.Module):
                               align_corners=False)
         h = self.blocks[0](h, z, conditions[0] if conditions else None)
         h = self.blocks[1](h, z, conditions[1] if conditions else None)
-        h = self.blocks[3](self.blocks[2](h, z), z)
-        return torch.sigmoid(self.to_rgb(h))
+        return torch.sigmoid(self.to_rgb(self.blocks[2](h, z)))
 
 
 class PatchDiscriminator(nn.Module):

@@ -1,0 +1,156 @@
+"""A knowing attacker against a fitted MedSem-DeID (quick check until the harness's attacks land).
+
+    python benchmarks/attack_medsem.py                       # medsem_deid, quick profile, seed 0
+    python benchmarks/attack_medsem.py --method medsem_deid_noprior --epochs 6
+
+The attacker (DESIGN.md §4) runs the method on the training split with keys it draws, then:
+
+- reversal: a small U-Net trained on (de-identified, original) training pairs, applied to the
+  de-identified test images, re-identified by the harness's identity evaluator (identity
+  protocol: first image of each person enrolled clean, the others probed);
+- naive, de-identified enrolment: the first de-identified image of each person enrolled, the
+  other de-identified images probed (linkage of different photos of one person);
+- linkage under two keys: each test image de-identified under two keys, linked to itself
+  among all test images (top-1, pair protocol).
+
+Uses the method's cached fit (``benchmark.run`` first) and the cached evaluators. Prints JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _unet(width: int = 32) -> nn.Module:
+    def block(cin, cout):
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU(),
+                             nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU())
+
+    class UNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            w = width
+            self.e1, self.e2, self.e3 = block(3, w), block(w, 2 * w), block(2 * w, 4 * w)
+            self.d2, self.d1 = block(6 * w, 2 * w), block(3 * w, w)
+            self.out = nn.Conv2d(w, 3, 1)
+
+        def forward(self, x):
+            s1 = self.e1(x * 2 - 1)
+            s2 = self.e2(F.avg_pool2d(s1, 2))
+            h = self.e3(F.avg_pool2d(s2, 2))
+            h = self.d2(torch.cat([F.interpolate(h, scale_factor=2.0), s2], 1))
+            h = self.d1(torch.cat([F.interpolate(h, scale_factor=2.0), s1], 1))
+            return torch.sigmoid(self.out(h))
+
+    return UNet()
+
+
+def _split(loader) -> dict[str, torch.Tensor]:
+    parts: dict[str, list] = {}
+    for batch in loader:
+        for key in ("image", "identity", "landmarks", "index"):
+            if key in batch:
+                parts.setdefault(key, []).append(batch[key])
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def _anonymize(method, data, seed: int) -> torch.Tensor:
+    keys = torch.randint(0, 2, (len(data["image"]), method.key_bits),
+                         generator=torch.Generator().manual_seed(seed)).float()
+    out = []
+    for start in range(0, len(keys), 256):
+        part = slice(start, start + 256)
+        out.append(method.anonymize({"image": data["image"][part],
+                                     "landmarks": data["landmarks"][part]}, keys[part]))
+    return torch.cat(out)
+
+
+def _embed(evaluators, images: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([evaluators.identity.embed(images[i:i + 256])
+                          for i in range(0, len(images), 256)])
+
+
+def _top1(gallery: torch.Tensor, gallery_ids: torch.Tensor, probes: torch.Tensor,
+          probe_ids: torch.Tensor) -> float:
+    sim = F.normalize(probes, dim=1) @ F.normalize(gallery, dim=1).T
+    return float((gallery_ids[sim.argmax(1)] == probe_ids).float().mean())
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--method", choices=["medsem_deid", "medsem_deid_noprior"],
+                        default="medsem_deid")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=8, help="reversal network epochs")
+    args = parser.parse_args(argv)
+
+    from benchmark.evaluation import enrolment_split
+    from benchmark.evaluators import load_evaluators
+    from benchmark.profiles import get_profile
+    from benchmark.run import prepare_data
+    from data.paths import cache_root
+    from medsem_deid.method import MedSemDeID, MedSemDeIDNoPrior
+
+    profile = get_profile("quick")
+    _, fingerprint, datamodule, seg = prepare_data("mema-synth", None, profile, args.seed)
+    evaluators = load_evaluators(datamodule, seg, fingerprint, profile.evaluators).to("cpu")
+    cls = MedSemDeIDNoPrior if args.method == "medsem_deid_noprior" else MedSemDeID
+    method = cls(seed=args.seed, work_dir=cache_root() / "methods" / cls.name / f"work-{fingerprint}",
+                 trainer_kwargs={"enable_progress_bar": False})
+    method.fit(datamodule)  # the cached fit of benchmark.run
+    train, test = _split(datamodule.train_dataloader()), _split(datamodule.test_dataloader())
+    print(f"de-identifying {len(train['image'])} training and {len(test['image'])} test images",
+          file=sys.stderr)
+    deid_train = _anonymize(method, train, 100 + args.seed)  # the attacker's own keys
+    deid_test, deid_test2 = _anonymize(method, test, 1), _anonymize(method, test, 2)
+
+    torch.manual_seed(args.seed)
+    reversal = _unet()
+    opt = torch.optim.Adam(reversal.parameters(), lr=2e-3)
+    start = time.perf_counter()
+    for epoch in range(args.epochs):
+        order = torch.randperm(len(deid_train))
+        for i in range(0, len(order), 32):
+            idx = order[i:i + 32]
+            loss = F.l1_loss(reversal(deid_train[idx]), train["image"][idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        print(f"reversal epoch {epoch}: L1 {loss.item():.4f}", file=sys.stderr)
+    with torch.no_grad():
+        reversed_test = torch.cat([reversal(deid_test[i:i + 256]) for i in range(0, len(deid_test), 256)])
+
+    identity = test["identity"]
+    enrol, probes = enrolment_split(identity)
+    clean = _embed(evaluators, test["image"])
+    emb = {"deid": _embed(evaluators, deid_test), "deid2": _embed(evaluators, deid_test2),
+           "reversed": _embed(evaluators, reversed_test)}
+    mse = F.mse_loss(reversed_test, test["image"], reduction="none").mean((1, 2, 3))
+    record = {
+        "method": args.method, "test_images": len(identity),
+        "chance_identity": 1 / len(enrol), "chance_pair": 1 / len(identity),
+        "reid_naive_identity": _top1(clean[enrol], identity[enrol], emb["deid"][probes], identity[probes]),
+        "reid_reversal_identity": _top1(clean[enrol], identity[enrol], emb["reversed"][probes],
+                                        identity[probes]),
+        "reversal_psnr": float((-10 * mse.log10()).mean()),
+        "linkage_photos_identity": _top1(emb["deid"][enrol], identity[enrol], emb["deid"][probes],
+                                         identity[probes]),
+        "linkage_two_keys_pair": _top1(emb["deid2"], torch.arange(len(identity)), emb["deid"],
+                                       torch.arange(len(identity))),
+        "reversal_train_s": time.perf_counter() - start,
+    }
+    json.dump(record, sys.stdout, indent=1)
+    print()
+    return record
+
+
+if __name__ == "__main__":
+    main()
