@@ -1,7 +1,7 @@
 """A knowing attacker against a fitted MedSem-DeID (quick check until the harness's attacks land).
 
     python benchmarks/attack_medsem.py                       # medsem_deid, quick profile, seed 0
-    python benchmarks/attack_medsem.py --method medsem_deid_noprior --epochs 6
+    python benchmarks/attack_medsem.py --method medsem_deid_noprior --epochs 8
 
 The attacker (DESIGN.md §4) runs the method on the training split with keys it draws, then:
 
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _unet(width: int = 32) -> nn.Module:
+def _unet(width: int = 16) -> nn.Module:
     def block(cin, cout):
         return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU(),
                              nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU())
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--method", choices=["medsem_deid", "medsem_deid_noprior"],
                         default="medsem_deid")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=8, help="reversal network epochs")
+    parser.add_argument("--epochs", type=int, default=4, help="reversal network epochs")
     args = parser.parse_args(argv)
 
     from benchmark.evaluation import enrolment_split

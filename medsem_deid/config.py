@@ -20,7 +20,7 @@ class MedSemConfig:
     # -- networks -----------------------------------------------------------------------------
     z_dim: int = 64  # identity code drawn from the key
     width: int = 16  # generator / identity-encoder base width
-    disc_width: int = 32  # patch discriminator base width
+    disc_width: int = 16  # patch discriminator base width
     cond_channels: int = 4  # Enc_med projection per scale: a narrow medical bottleneck
     med_width: int = 24  # Enc_med base width
     med_channels: int = 48  # Enc_med stride-8 feature channels
@@ -38,8 +38,8 @@ class MedSemConfig:
     # used only by the medical-consistency loss (0 epochs: off)
     med_crop_epochs: int = 12
     # -- generator training (VAE-GAN) -----------------------------------------------------------
-    deid_epochs: int = 10
-    lr: float = 1e-3
+    deid_epochs: int = 6
+    lr: float = 2e-3
     aux_fraction: float = 0.25  # share of a batch that gets a second key (key diversity)
     id_margin: float = 0.0  # push-away: cos(generated, source) above this is penalised
     diversity_margin: float = 0.2  # key diversity: cos between two keys' faces above this
@@ -48,7 +48,9 @@ class MedSemConfig:
     w_adversarial: float = 0.5  # hinge GAN term of the key-drawn faces
     w_identity: float = 4.0
     w_diversity: float = 2.0
-    w_medical: float = 2.0
+    # whole-face Enc_med consistency: off in quick (Enc_med reads the few-pixel signs of a
+    # 64 px face poorly, ~23 % validation accuracy; the periocular critic guards them instead)
+    w_medical: float = 0.0
     w_medical_crop: float = 8.0  # medical consistency on the periocular crop (guards the signs)
 
     def replace(self, **changes) -> "MedSemConfig":

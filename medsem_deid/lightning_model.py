@@ -146,8 +146,9 @@ class DeIdModule(L.LightningModule):
                    "adversarial": cfg.w_adversarial, "identity": cfg.w_identity,
                    "diversity": cfg.w_diversity}
         if self.net.enc_med is not None:
-            terms["medical"] = losses.medical_consistency(self.net.enc_med, fake, x)
-            weights["medical"] = cfg.w_medical
+            if cfg.w_medical:
+                terms["medical"] = losses.medical_consistency(self.net.enc_med, fake, x)
+                weights["medical"] = cfg.w_medical
             if self.med_crop is not None:
                 terms["medical_crop"] = losses.medical_consistency(
                     self.med_crop, periocular_crop(fake, landmarks), periocular_crop(x, landmarks))

@@ -254,6 +254,7 @@ class MedSemDeID(DeIdMethod):
     def _fit_deid(self, root: Path, train: dict, enc_med, id_net, med_crop=None) -> None:
         L.seed_everything(self.seed * 1000 + 3, verbose=False)
         net = self._build_net(enc_med)
+        net.generator.set_template(self.neutral_face)
         module = DeIdModule(net, id_net, self.cfg, med_crop)
         last = root / "deid" / "last.ckpt"
         trainer = self._trainer(root / "deid", self.cfg.deid_epochs, resumable=not self._smoke_run())
@@ -279,9 +280,10 @@ class MedSemDeID(DeIdMethod):
             enc_med = MedicalSemanticsEncoder(self.shapes["num_classes"], self.shapes["num_signs"],
                                               self.cfg.med_width, self.cfg.med_channels)
         self.net = self._build_net(enc_med)
+        self.neutral_face = state["neutral_face"]
+        self.net.generator.set_template(self.neutral_face)  # the buffer takes the trained size
         self.net.load_state_dict(state["net"])
         self.net.to(self.device).eval()
-        self.neutral_face = state["neutral_face"]
 
     def to(self, device) -> "MedSemDeID":
         super().to(device)

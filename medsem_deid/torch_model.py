@@ -128,8 +128,10 @@ class UpBlock(nn.Module):
 class FaceGenerator(nn.Module):
     """Decoder: identity code z -> face, with the medical condition joined at 1/8 and 1/4 of
     the resolution (channel-wise concatenation). Starts at 1/16 of the output size; the last
-    x2 is a sub-pixel convolution straight to RGB (Shi et al. 2016): convolutions at full
-    resolution would dominate the CPU time of ``anonymize``."""
+    x2 is a bilinear upsampling and one convolution straight to RGB (wide convolutions at full
+    resolution would dominate the CPU time of ``anonymize``). The output is an edit of a
+    ``template`` face (the mean training face, in logits; set by :meth:`set_template`), so a
+    short CPU training starts from a face, not from noise."""
 
     def __init__(self, width: int, z_dim: int, cond_channels: int):
         super().__init__()
@@ -141,7 +143,14 @@ class FaceGenerator(nn.Module):
             UpBlock(4 * w + cond_channels, 2 * w, z_dim),  # -> 1/4
             UpBlock(2 * w, w, z_dim, convs=1),  # -> 1/2
         ])
-        self.to_rgb = nn.Sequential(nn.Conv2d(w, 3 * 4, 3, padding=1), nn.PixelShuffle(2))
+        self.to_rgb = nn.Conv2d(w, 3, 3, padding=1)
+        nn.init.normal_(self.to_rgb.weight, std=1e-3)
+        nn.init.zeros_(self.to_rgb.bias)
+        self.register_buffer("template", torch.zeros(1, 3, 64, 64))
+
+    def set_template(self, face: Tensor) -> None:
+        """Start every face from ``face`` [3,H,W] in [0,1] (the mean training face)."""
+        self.template = torch.logit(face.clamp(0.02, 0.98))[None].to(self.template)
 
     def forward(self, z: Tensor, conditions: list[Tensor], size: tuple[int, int]) -> Tensor:
         h = self.start(z).view(-1, self.start_channels, 4, 4)
@@ -150,7 +159,11 @@ class FaceGenerator(nn.Module):
                               align_corners=False)
         h = self.blocks[0](h, z, conditions[0] if conditions else None)
         h = self.blocks[1](h, z, conditions[1] if conditions else None)
-        return torch.sigmoid(self.to_rgb(self.blocks[2](h, z)))
+        h = F.interpolate(self.blocks[2](h, z), size=size, mode="bilinear", align_corners=False)
+        template = self.template
+        if template.shape[-2:] != tuple(size):
+            template = F.interpolate(template, size=size, mode="bilinear", align_corners=False)
+        return torch.sigmoid(template + self.to_rgb(h))
 
 
 class PatchDiscriminator(nn.Module):
