@@ -21,7 +21,7 @@ class MedSemConfig:
     z_dim: int = 64  # identity code drawn from the key
     width: int = 16  # generator / identity-encoder base width
     disc_width: int = 16  # patch discriminator base width
-    cond_channels: int = 4  # Enc_med projection per scale: a narrow medical bottleneck
+    cond_channels: int = 4  # Enc_med projection per scale (1/8, 1/4, 1/2): a narrow bottleneck
     med_width: int = 24  # Enc_med base width
     med_channels: int = 48  # Enc_med stride-8 feature channels
     id_width: int = 24  # training-time identity network base width
@@ -44,13 +44,12 @@ class MedSemConfig:
     id_margin: float = 0.0  # push-away: cos(generated, source) above this is penalised
     diversity_margin: float = 0.2  # key diversity: cos between two keys' faces above this
     w_reconstruction: float = 10.0  # L1 of the VAE reconstruction (z from the face itself)
+    w_eye_reconstruction: float = 4.0  # extra weight of the periocular region in that L1
     w_kl: float = 0.005  # KL(q(z|x) || N(0, I)), summed over z
     w_adversarial: float = 0.5  # hinge GAN term of the key-drawn faces
     w_identity: float = 4.0
     w_diversity: float = 2.0
-    # whole-face Enc_med consistency: off in quick (Enc_med reads the few-pixel signs of a
-    # 64 px face poorly, ~23 % validation accuracy; the periocular critic guards them instead)
-    w_medical: float = 0.0
+    w_medical: float = 2.0  # Enc_med consistency on the whole face (features and predictions)
     w_medical_crop: float = 8.0  # medical consistency on the periocular crop (guards the signs)
 
     def replace(self, **changes) -> "MedSemConfig":

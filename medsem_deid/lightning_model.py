@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from data.regions import periocular_crop
+from data.regions import periocular_crop, periocular_mask
 
 from . import losses
 from .config import MedSemConfig
@@ -136,7 +136,8 @@ class DeIdModule(L.LightningModule):
         emb, _ = self.id_net(losses.random_translate(fake))
         emb_other, _ = self.id_net(losses.random_translate(other))
         terms = {
-            "reconstruction": F.l1_loss(recon, x),
+            "reconstruction": losses.weighted_l1(recon, x, 1 + cfg.w_eye_reconstruction
+                                                 * periocular_mask(landmarks, x.shape[-2:])),
             "kl": losses.kl_divergence(mean, log_var),
             "adversarial": losses.generator_hinge(self.discriminator(fake)),
             "identity": losses.identity_push_away(emb, source_emb, cfg.id_margin),

@@ -31,6 +31,11 @@ def medical_consistency(enc_med, deidentified: Tensor, original: Tensor) -> Tens
     return feature_term + label_term + sign_term
 
 
+def weighted_l1(output: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """L1 weighted per pixel (the periocular region counts more: the signs are small)."""
+    return ((output - target).abs() * weight).mean()
+
+
 def kl_divergence(mean: Tensor, log_var: Tensor) -> Tensor:
     """KL(q(z|x) || N(0, I)) of the VAE, summed over z, averaged over the batch: keeps the
     codes a face is reconstructed from distributed like the key-drawn ones."""

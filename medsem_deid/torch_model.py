@@ -54,10 +54,12 @@ class MedicalSemanticsEncoder(nn.Module):
         hidden = self.neck(F.adaptive_avg_pool2d(feats, 4))
         return feats, self.label_head(hidden), self.sign_head(hidden)[:, : self.num_signs]
 
-    def pyramid(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """The stride-4 and stride-8 feature maps (what the generator is conditioned on)."""
-        stride4 = self.features[:4](images * 2 - 1)
-        return stride4, self.features[4](stride4)
+    def pyramid(self, images: Tensor) -> list[Tensor]:
+        """The stride-8, stride-4 and stride-2 feature maps (coarse first): what the generator
+        is conditioned on."""
+        stride2 = self.features[:2](images * 2 - 1)
+        stride4 = self.features[2:4](stride2)
+        return [self.features[4](stride4), stride4, stride2]
 
 
 class IdentityEmbedder(nn.Module):
@@ -126,8 +128,8 @@ class UpBlock(nn.Module):
 
 
 class FaceGenerator(nn.Module):
-    """Decoder: identity code z -> face, with the medical condition joined at 1/8 and 1/4 of
-    the resolution (channel-wise concatenation). Starts at 1/16 of the output size; the last
+    """Decoder: identity code z -> face, with the medical condition joined at 1/8, 1/4 and 1/2
+    of the resolution (channel-wise concatenation). Starts at 1/16 of the output size; the last
     x2 is a bilinear upsampling and one convolution straight to RGB (wide convolutions at full
     resolution would dominate the CPU time of ``anonymize``). The output is an edit of a
     ``template`` face (the mean training face, in logits; set by :meth:`set_template`), so a
@@ -141,7 +143,7 @@ class FaceGenerator(nn.Module):
         self.blocks = nn.ModuleList([
             UpBlock(8 * w + cond_channels, 4 * w, z_dim),  # -> 1/8
             UpBlock(4 * w + cond_channels, 2 * w, z_dim),  # -> 1/4
-            UpBlock(2 * w, w, z_dim, convs=1),  # -> 1/2
+            UpBlock(2 * w + cond_channels, w, z_dim, convs=1),  # -> 1/2
         ])
         self.to_rgb = nn.Conv2d(w, 3, 3, padding=1)
         nn.init.normal_(self.to_rgb.weight, std=1e-3)
@@ -157,9 +159,9 @@ class FaceGenerator(nn.Module):
         if (size[0] // 16, size[1] // 16) != (4, 4):
             h = F.interpolate(h, size=(size[0] // 16, size[1] // 16), mode="bilinear",
                               align_corners=False)
-        h = self.blocks[0](h, z, conditions[0] if conditions else None)
-        h = self.blocks[1](h, z, conditions[1] if conditions else None)
-        h = F.interpolate(self.blocks[2](h, z), size=size, mode="bilinear", align_corners=False)
+        for block, condition in zip(self.blocks, conditions):
+            h = block(h, z, condition)
+        h = F.interpolate(h, size=size, mode="bilinear", align_corners=False)
         template = self.template
         if template.shape[-2:] != tuple(size):
             template = F.interpolate(template, size=size, mode="bilinear", align_corners=False)
@@ -189,8 +191,8 @@ class MedSemDeIDNet(nn.Module):
     """The ID-encryptor's face generator: frozen Enc_med (``None`` in the no-prior ablation),
     the narrow periocular projection of its features, the identity encoder and the decoder.
 
-    The medical condition is a ``cond_channels``-wide 1x1 projection of Enc_med's stride-4 and
-    stride-8 maps, zeroed outside the periocular region, plus the periocular mask itself (where
+    The medical condition is a ``cond_channels``-wide 1x1 projection of Enc_med's stride-8, -4
+    and -2 maps, zeroed outside the periocular region, plus the periocular mask itself (where
     the eyes are; given in the ablation too): a bottleneck for the signs, not for the face.
     """
 
@@ -205,7 +207,8 @@ class MedSemDeIDNet(nn.Module):
         cond = 1
         if enc_med is not None:
             self.med_projection = nn.ModuleList([nn.Conv2d(med_channels, cond_channels, 1),
-                                                 nn.Conv2d(2 * med_width, cond_channels, 1)])
+                                                 nn.Conv2d(2 * med_width, cond_channels, 1),
+                                                 nn.Conv2d(med_width, cond_channels, 1)])
             cond += cond_channels
         self.generator = FaceGenerator(width, z_dim, cond)
 
@@ -222,19 +225,17 @@ class MedSemDeIDNet(nn.Module):
         return self
 
     def condition(self, images: Tensor, landmarks: Tensor) -> list[Tensor]:
-        """The medical condition at 1/8 and 1/4 of the resolution (coarse first)."""
+        """The medical condition at 1/8, 1/4 and 1/2 of the resolution (coarse first)."""
         h, w = images.shape[-2:]
         if images.dim() != 4 or images.shape[1] != 3 or h % 16 or w % 16:
             raise ValueError(f"images must be [B,3,H,W] with H, W multiples of 16; "
                              f"got {tuple(images.shape)}")
         eyes = periocular_mask(landmarks.to(images.device, images.dtype), (h, w))
-        sizes = [(h // 8, w // 8), (h // 4, w // 4)]
-        masks = [F.adaptive_avg_pool2d(eyes, size) for size in sizes]
+        masks = [F.adaptive_avg_pool2d(eyes, (h // s, w // s)) for s in (8, 4, 2)]
         if self.enc_med is None:
             return masks
         with torch.no_grad():  # a frozen prior: its features are an input, not a trainee
-            stride4, stride8 = self.enc_med.pyramid(images)
-        feats = [stride8, stride4]
+            feats = self.enc_med.pyramid(images)
         return [torch.cat([mask, projection(f) * mask], 1)
                 for mask, projection, f in zip(masks, self.med_projection, feats)]
 

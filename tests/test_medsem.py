@@ -195,7 +195,8 @@ def test_periocular_signs_survive_on_a_toy_set(tmp_path):
     # the toy identity network and discriminator learn little in seconds: the medical path is
     # what this test is about
     options = {**TINY, "med_epochs": 4, "med_crop_epochs": 0, "id_epochs": 1, "deid_epochs": 10,
-               "lr": 3e-3, "w_identity": 0.0, "w_diversity": 0.0, "w_adversarial": 0.0}
+               "lr": 3e-3, "w_identity": 0.0, "w_diversity": 0.0, "w_adversarial": 0.0,
+               "w_medical": 2.0}
     method = MedSemDeID(work_dir=tmp_path, trainer_kwargs={"enable_progress_bar": False},
                         **options)
     method.fit(_FakeDataModule(n_train=64))
