@@ -11,17 +11,21 @@ The attacker (DESIGN.md §4) runs the method on the training split with keys it 
 - naive, de-identified enrolment: the first de-identified image of each person enrolled, the
   other de-identified images probed (linkage of different photos of one person);
 - linkage under two keys: each test image de-identified under two keys, linked to itself
-  among all test images (top-1, pair protocol).
+  among all test images (top-1, pair protocol);
+- storage: the key holder's recovery after an 8-bit PNG and after JPEG q90 (PSNR, and
+  re-identification of the recovered face, identity protocol).
 
 Uses the method's cached fit (``benchmark.run`` first) and the cached evaluators. Prints JSON.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -60,15 +64,38 @@ def _split(loader) -> dict[str, torch.Tensor]:
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def _anonymize(method, data, seed: int) -> torch.Tensor:
-    keys = torch.randint(0, 2, (len(data["image"]), method.key_bits),
+def _keys(method, n: int, seed: int) -> torch.Tensor:
+    return torch.randint(0, 2, (n, method.key_bits),
                          generator=torch.Generator().manual_seed(seed)).float()
+
+
+def _anonymize(method, data, seed: int) -> torch.Tensor:
+    keys = _keys(method, len(data["image"]), seed)
     out = []
     for start in range(0, len(keys), 256):
         part = slice(start, start + 256)
         out.append(method.anonymize({"image": data["image"][part],
                                      "landmarks": data["landmarks"][part]}, keys[part]))
     return torch.cat(out)
+
+
+def _stored(images: torch.Tensor, fmt: str, **options) -> torch.Tensor:
+    """``images`` written to and read back from an in-memory image file."""
+    from PIL import Image
+
+    from medsem_deid.method import from_uint8, to_uint8
+
+    out = []
+    for image in to_uint8(images):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, fmt, **options)
+        out.append(np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")))
+    return from_uint8(np.stack(out))
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = F.mse_loss(a, b, reduction="none").mean((1, 2, 3)).clamp_min(1e-10)
+    return float((-10 * mse.log10()).mean())
 
 
 def _embed(evaluators, images: torch.Tensor) -> torch.Tensor:
@@ -128,19 +155,26 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.no_grad():
         reversed_test = torch.cat([reversal(deid_test[i:i + 256]) for i in range(0, len(deid_test), 256)])
 
+    keys = _keys(method, len(deid_test), 1)  # deid_test's keys
+    recovered = {"png": method.recover(_stored(deid_test, "PNG"), keys),
+                 "jpeg_q90": method.recover(_stored(deid_test, "JPEG", quality=90), keys)}
     identity = test["identity"]
     enrol, probes = enrolment_split(identity)
     clean = _embed(evaluators, test["image"])
     emb = {"deid": _embed(evaluators, deid_test), "deid2": _embed(evaluators, deid_test2),
            "reversed": _embed(evaluators, reversed_test)}
-    mse = F.mse_loss(reversed_test, test["image"], reduction="none").mean((1, 2, 3))
+    rec_emb = {k: _embed(evaluators, v) for k, v in recovered.items()}
     record = {
         "method": args.method, "test_images": len(identity),
         "chance_identity": 1 / len(enrol), "chance_pair": 1 / len(identity),
         "reid_naive_identity": _top1(clean[enrol], identity[enrol], emb["deid"][probes], identity[probes]),
         "reid_reversal_identity": _top1(clean[enrol], identity[enrol], emb["reversed"][probes],
                                         identity[probes]),
-        "reversal_psnr": float((-10 * mse.log10()).mean()),
+        "reversal_psnr": _psnr(reversed_test, test["image"]),
+        "reid_clean_identity": _top1(clean[enrol], identity[enrol], clean[probes], identity[probes]),
+        **{f"recovery_{k}_psnr": _psnr(v, test["image"]) for k, v in recovered.items()},
+        **{f"reid_recovered_{k}_identity": _top1(clean[enrol], identity[enrol], e[probes],
+                                                  identity[probes]) for k, e in rec_emb.items()},
         "linkage_photos_identity": _top1(emb["deid"][enrol], identity[enrol], emb["deid"][probes],
                                          identity[probes]),
         "linkage_two_keys_pair": _top1(emb["deid2"], torch.arange(len(identity)), emb["deid"],
