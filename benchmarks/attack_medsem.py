@@ -15,7 +15,8 @@ The attacker (DESIGN.md §4) runs the method on the training split with keys it 
 - storage: the key holder's recovery after an 8-bit PNG and after JPEG q90 (PSNR, and
   re-identification of the recovered face, identity protocol).
 
-Uses the method's cached fit (``benchmark.run`` first) and the cached evaluators. Prints JSON.
+Loads the fitted state ``benchmark.run`` cached (``<cache>/methods/<name>/*.pt``, the newest
+unless ``--state`` names one) and the cached evaluators. Prints JSON.
 """
 from __future__ import annotations
 
@@ -117,6 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
                         default="medsem_deid")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=4, help="reversal network epochs")
+    parser.add_argument("--state", help="fitted state file (default: the newest one cached by "
+                                        "benchmark.run for --method)")
     args = parser.parse_args(argv)
 
     from benchmark.evaluation import enrolment_split
@@ -130,9 +133,12 @@ def main(argv: list[str] | None = None) -> dict:
     _, fingerprint, datamodule, seg = prepare_data("mema-synth", None, profile, args.seed)
     evaluators = load_evaluators(datamodule, seg, fingerprint, profile.evaluators).to("cpu")
     cls = MedSemDeIDNoPrior if args.method == "medsem_deid_noprior" else MedSemDeID
-    method = cls(seed=args.seed, work_dir=cache_root() / "methods" / cls.name / f"work-{fingerprint}",
-                 trainer_kwargs={"enable_progress_bar": False})
-    method.fit(datamodule)  # the cached fit of benchmark.run
+    method = cls(seed=args.seed)
+    state = args.state or max((cache_root() / "methods" / cls.name).glob("*.pt"),
+                              key=lambda p: p.stat().st_mtime, default=None)
+    if state is None:
+        parser.error(f"no fitted {cls.name} in the cache: run benchmark.run --method {cls.name}")
+    method.load_state_dict(torch.load(state, map_location="cpu", weights_only=True))
     train, test = _split(datamodule.train_dataloader()), _split(datamodule.test_dataloader())
     print(f"de-identifying {len(train['image'])} training and {len(test['image'])} test images",
           file=sys.stderr)
