@@ -1,17 +1,18 @@
-"""Score a method: de-identify each test image once and compute every score in that pass
-(DESIGN.md §4).
+"""Score a method: de-identify each test image once, compute the utility, naturalness and
+cost scores in that pass, then run the attacks of :mod:`benchmark.attacks` on the result
+(DESIGN.md §4, docs/threat_model.md).
 
-Identity leakage is the *naive attack*: the clean-trained recogniser embeds de-identified probes
-and searches the clean test gallery. Two protocols (both from :class:`ReidentificationRate`):
-*pair* — gallery = every clean test image, a hit when the nearest is the probe's own source;
-*identity* — gallery = one clean enrolment image (the first) per test identity, probes = the
-other images of identities that have one, a hit when the nearest enrolment is the same person.
+The method sees the test images only through :class:`benchmark.blinding.BlindedMethod`: in a
+per-run random order, with opaque indices, without labels. Every per-image score carries a
+bootstrap interval resampled by identity (:mod:`benchmark.scoring`). ``reid_worst`` is the
+highest identity-protocol top-1 over the attacks that ran.
 """
 from __future__ import annotations
 
 import logging
 import os
 import resource
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,35 +20,21 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchmetrics.functional import (
-    cohen_kappa, peak_signal_noise_ratio, structural_similarity_index_measure,
-)
+from torchmetrics.functional import cohen_kappa
 from torchmetrics.functional.classification import multilabel_f1_score
 from tqdm.auto import tqdm
 
-from benchmark.api import METHOD_INPUT_KEYS, DeIdMethod
-from benchmark.bootstrap import percentile_interval, resample_indices, bootstrap_ci, bootstrap_mean_ci
+from benchmark.api import DeIdMethod
+from benchmark.attacks import ATTACKS, AttackCache, AttackContext, AttackResult, TestSet
+from benchmark.blinding import BlindedMethod, draw_keys, stream
 from benchmark.evaluators import Evaluators
-from benchmark.metrics import (
-    IdentityDiversity, IdentitySimilarity, LesionDice, ReidentificationRate,
-)
-from benchmark.validation import call_checked, call_plugin, check_images
-
+from benchmark.metrics import LesionDice
+from benchmark.naturalness import kid_score
+from benchmark.profiles import AttackConfig, EvaluatorConfig
+from benchmark.scores import worst_case_names
+from benchmark.scoring import Score, count_score, mean_score, statistic_score
 
 log = logging.getLogger(__name__)
-
-#: PSNR of an exact recovery (infinite) is reported as this
-PSNR_CAP_DB = 100.0
-
-
-@dataclass
-class Score:
-    value: float
-    ci_low: float | None = None
-    ci_high: float | None = None
-
-    def as_dict(self) -> dict[str, float | None]:
-        return {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high}
 
 
 @dataclass
@@ -56,16 +43,10 @@ class Evaluation:
     chance: dict[str, float]
     clean: dict[str, Score]
     per_sign_f1: dict[str, float]
-    cost: dict[str, float]
+    cost: dict[str, Any]
     n_test: int
     grid: dict[str, Tensor] = field(default_factory=dict)  # a few images for the PNG
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def draw_keys(n: int, bits: int, seed: int) -> Tensor:
-    """``[n, bits]`` {0,1} keys drawn from ``seed`` (the harness, not the method, owns keys)."""
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 2, (n, bits), generator=gen).float()
 
 
 # -- peak memory ------------------------------------------------------------------------------
@@ -93,9 +74,9 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-# -- the pass ---------------------------------------------------------------------------------
+# -- the clean references --------------------------------------------------------------------
 class _Collector:
-    """Accumulates per-image tensors over the test pass (on CPU)."""
+    """Accumulates per-image tensors over a pass (on CPU)."""
 
     def __init__(self) -> None:
         self.parts: dict[str, list[Tensor]] = {}
@@ -108,13 +89,8 @@ class _Collector:
         return torch.cat(self.parts[key]) if key in self.parts else None
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 #: per-image outputs of the evaluators on the clean test split (cached between runs)
-CLEAN_KEYS = ("clean_pred", "clean_sign_probs", "clean_emb", "clean_fn")
+CLEAN_KEYS = ("clean_pred", "clean_sign_probs", "clean_emb")
 
 
 @torch.no_grad()
@@ -136,10 +112,8 @@ def clean_outputs(test_loader, evaluators: Evaluators, *, lesion_masks: dict[int
         probs, sign_probs = evaluators.classifier.predict(images, landmarks)
         out.add(index=batch["index"], clean_pred=probs.argmax(1), clean_sign_probs=sign_probs,
                 clean_emb=evaluators.identity.embed(images))
-        if evaluators.facenet is not None:
-            out.add(clean_fn=evaluators.facenet.embed(images))
-        _lesion_dice(evaluators, batch, images, lesion_masks, clean_dice, device)
-    result = {k: out.get(k) for k in ("index", *CLEAN_KEYS) if out.get(k) is not None}
+        _lesion_dice(evaluators, batch["index"], images, lesion_masks, clean_dice, device)
+    result = {k: out.get(k) for k in ("index", *CLEAN_KEYS)}
     result["clean_dice"] = clean_dice.per_sample().cpu()
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -149,194 +123,76 @@ def clean_outputs(test_loader, evaluators: Evaluators, *, lesion_masks: dict[int
     return result
 
 
-@torch.no_grad()
-def run_test_pass(method: DeIdMethod, test_loader, evaluators: Evaluators, *,
-                  lesion_masks: dict[int, Tensor], seed: int, device: torch.device,
-                  grid_images: int = 8, progress: bool = True,
-                  clean_cache: Path | None = None) -> tuple[_Collector, dict]:
-    """De-identify every test image once (plus recovery for reversible methods) and keep what
-    the scores need: embeddings, predictions, per-image Dice/PSNR/SSIM, timings. The clean
-    references come from :func:`clean_outputs` (cached in ``clean_cache``), so the evaluators
-    see the clean test split once per evaluator set, not once per run."""
-    name, bits = method.name, int(method.key_bits)
-    n_total = len(test_loader.dataset)
-    right = draw_keys(n_total, bits, seed + 1) if bits else None
-    wrong = draw_keys(n_total, bits, seed + 2) if bits else None
-    other = draw_keys(n_total, bits, seed + 3) if bits else None
-    out = _Collector()
-    dice = LesionDice()
-    grid: dict[str, list[Tensor]] = {}
-    # grid columns spread over the whole split: consecutive rows are often one person
-    grid_rows = torch.linspace(0, n_total - 1, min(grid_images, n_total)).long().unique()
-    anonymize_s, batch_sizes, start = [], [], 0
-    _reset_peak_memory(device)
-    for batch in tqdm(test_loader, desc=f"evaluating {name}", disable=not progress):
-        images = batch["image"].to(device)
-        b = len(images)
-        sl = slice(start, start + b)
-        start += b
-        keys = right[sl].to(device) if bits else None
-        # labels, signs, masks and identities never reach the method; the image is a copy
-        method_batch = {k: batch[k].to(device) for k in METHOD_INPUT_KEYS if k in batch}
-        method_batch["image"] = images.clone()
-        _synchronize(device)
-        t0 = time.perf_counter()
-        deid = call_plugin(name, "anonymize", method.anonymize, method_batch, keys)
-        _synchronize(device)
-        anonymize_s.append(time.perf_counter() - t0)
-        deid = check_images(name, "anonymize", deid, images)
-        batch_sizes.append(b)
-
-        landmarks = batch["landmarks"].to(device)
-        deid_probs, deid_sign_probs = evaluators.classifier.predict(deid, landmarks)
-        out.add(label=batch["label"], signs=batch["signs"], identity=batch["identity"],
-                index=batch["index"], deid_pred=deid_probs.argmax(1),
-                deid_sign_probs=deid_sign_probs, deid_emb=evaluators.identity.embed(deid))
-        if evaluators.facenet is not None:
-            out.add(deid_fn=evaluators.facenet.embed(deid))
-        _lesion_dice(evaluators, batch, deid, lesion_masks, dice, device)
-        shown = {"original": images, "de-identified": deid}
-        if method.reversible:
-            shown.update(_recovery(method, images, deid, keys, wrong[sl].to(device),
-                                   other[sl].to(device), method_batch, evaluators, out))
-        in_batch = grid_rows[(grid_rows >= sl.start) & (grid_rows < sl.stop)] - sl.start
-        for row, tensor in shown.items():
-            grid.setdefault(row, []).append(tensor[in_batch.to(tensor.device)].cpu())
-    clean = clean_outputs(test_loader, evaluators, lesion_masks=lesion_masks, device=device,
-                          cache=clean_cache, progress=progress)
-    if not torch.equal(clean["index"], out.get("index")) or (
-            evaluators.facenet is not None and "clean_fn" not in clean):
-        log.warning("clean-output cache %s does not match this test split; recomputing",
-                    clean_cache)
-        if clean_cache is not None:
-            clean_cache.unlink(missing_ok=True)
-        clean = clean_outputs(test_loader, evaluators, lesion_masks=lesion_masks,
-                              device=device, cache=clean_cache, progress=progress)
-    for key in CLEAN_KEYS:
-        if key in clean:
-            out.parts[key] = [clean[key]]
-    clean_dice = LesionDice()
-    if len(clean["clean_dice"]):
-        clean_dice.values.append(clean["clean_dice"])
-    cost = {
-        "images_per_s": n_total / max(sum(anonymize_s), 1e-9),
-        "anonymize_s": sum(anonymize_s),
-        "peak_memory_mb": _peak_memory_mb(device),
-        "batch_sizes": batch_sizes,
-        "batch_seconds": anonymize_s,
-    }
-    extras = {"dice": dice, "clean_dice": clean_dice,
-              "grid": {k: torch.cat(v) for k, v in grid.items()}}
-    return out, {"cost": cost, **extras}
+def _checked_clean_outputs(test_loader, evaluators, rows: Tensor, **kwargs) -> dict[str, Tensor]:
+    """:func:`clean_outputs`, recomputed when the cache belongs to another test split."""
+    clean = clean_outputs(test_loader, evaluators, **kwargs)
+    if not torch.equal(clean["index"], rows):
+        cache = kwargs.get("cache")
+        log.warning("clean-output cache %s does not match this test split; recomputing", cache)
+        if cache is not None:
+            cache.unlink(missing_ok=True)
+        clean = clean_outputs(test_loader, evaluators, **kwargs)
+    return clean
 
 
-def _lesion_dice(evaluators, batch, images, lesion_masks, dice, device):
-    """Per-image Dice of the segmenter on ``images`` for the batch rows that have a mask."""
+def _lesion_dice(evaluators, rows: Tensor, images: Tensor, lesion_masks, dice, device):
+    """Per-image Dice of the segmenter on ``images`` for the rows that have a lesion mask."""
     if evaluators.segmenter is None or not lesion_masks:
         return
-    rows = [i for i, r in enumerate(batch["index"].tolist()) if r in lesion_masks]
-    if not rows:
+    keep = [i for i, r in enumerate(rows.tolist()) if r in lesion_masks]
+    if not keep:
         return
-    target = torch.stack([lesion_masks[batch["index"][i].item()] for i in rows]).to(device)
-    dice.update(evaluators.segmenter.predict(images[rows]).cpu(), target.cpu())
+    target = torch.stack([lesion_masks[int(rows[i])] for i in keep])
+    pred = evaluators.segmenter.predict(images[keep].to(device)).cpu()
+    dice.update(pred, target.cpu())
 
 
-def _recovery(method, images, deid, keys, wrong_keys, other_keys, method_batch, evaluators, out):
-    name = method.name
-    recovered = call_checked(name, "recover", method.recover, deid.clone(), keys, reference=images)
-    wrong = call_checked(name, "recover", method.recover, deid.clone(), wrong_keys,
-                         reference=images)
-    # the same faces under a second key, for identity diversity across keys
-    method_batch = {**method_batch, "image": images.clone()}
-    second = call_checked(name, "anonymize", method.anonymize, method_batch, other_keys,
-                          reference=images)
-    psnr = peak_signal_noise_ratio(recovered, images, data_range=1.0, reduction="none",
-                                   dim=(1, 2, 3))
-    out.add(
-        # exact recovery has infinite PSNR; capping keeps means and intervals finite
-        psnr=psnr.clamp(max=PSNR_CAP_DB),
-        ssim=structural_similarity_index_measure(recovered, images, data_range=1.0,
-                                                 reduction="none"),
-        rec_emb=evaluators.identity.embed(recovered),
-        wrong_emb=evaluators.identity.embed(wrong),
-        second_emb=evaluators.identity.embed(second),
-    )
-    return {"recovered": recovered, "wrong-key recovered": wrong}
+# -- the test split as the harness holds it ---------------------------------------------------
+@dataclass
+class TestSplit:
+    """Everything the harness keeps of the test split: the attackable part (``TestSet``) and
+    the labels that score utility. ``rows`` are metadata rows; they never reach a method."""
+
+    attackable: TestSet
+    label: Tensor
+    signs: Tensor
+    rows: Tensor
 
 
-# -- scores with bootstrap intervals ---------------------------------------------------------
-def _mean_score(values: Tensor, resamples: int, seed: int) -> Score:
-    values = values.double()
-    low, high = bootstrap_mean_ci(values, n_resamples=resamples, seed=seed)
-    return Score(float(values.mean()), low, high)
+def attribute_combinations(dataset, label: Tensor, signs: Tensor) -> Tensor:
+    """One id per distinct (label, signs, age, sex) of the test images (the attribute floor);
+    age and sex come from the metadata when the dataset has those columns."""
+    columns = [label.tolist(), [tuple(s.nonzero().flatten().tolist()) for s in signs]]
+    root, rows = getattr(dataset, "root", None), getattr(dataset, "rows", None)
+    if root is not None and rows is not None:
+        from data.layout import read_metadata
+
+        table = read_metadata(root)[0]
+        columns += [table.loc[rows, c].tolist() for c in ("age", "sex") if c in table.columns]
+    keys = list(zip(*columns))
+    ids = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+    return torch.tensor([ids[k] for k in keys], dtype=torch.long)
 
 
-def _statistic_score(statistic, n: int, resamples: int, seed: int) -> Score:
-    low, high = bootstrap_ci(statistic, n, n_resamples=resamples, seed=seed)
-    return Score(float(statistic(torch.arange(n))), low, high)
+def collect_test_split(test_loader) -> TestSplit:
+    out = _Collector()
+    for batch in test_loader:
+        out.add(image=(batch["image"] * 255).round().to(torch.uint8),
+                **{k: batch[k] for k in ("landmarks", "identity", "label", "signs", "index")})
+    label, signs = out.get("label"), out.get("signs")
+    attributes = attribute_combinations(test_loader.dataset, label, signs)
+    test = TestSet(out.get("image"), out.get("landmarks"), out.get("identity"), attributes)
+    return TestSplit(test, label, signs, out.get("index"))
 
 
-def enrolment_split(identity: Tensor) -> tuple[Tensor, Tensor]:
-    """Positions of the first image of each identity (enrolment) and of every other image."""
-    first: dict[int, int] = {}
-    for pos, ident in enumerate(identity.tolist()):
-        first.setdefault(ident, pos)
-    enrol = torch.tensor(sorted(first.values()), dtype=torch.long)
-    probes = torch.ones(len(identity), dtype=torch.bool)
-    probes[enrol] = False
-    return enrol, probes.nonzero().flatten()
+def attacker_training_data(dataset) -> dict[str, Tensor]:
+    """The attacker's own data: images (uint8), landmarks and identities of the training
+    split (a :class:`data.MeMaDataset`)."""
+    return {"image": dataset.images, "landmarks": dataset.landmarks,
+            "identity": dataset.identities}
 
 
-def reidentification_scores(prefix: str, gallery: Tensor, probes: Tensor, identity: Tensor,
-                            resamples: int, seed: int, *, identity_protocol: bool = True
-                            ) -> tuple[dict[str, Score], dict[str, float]]:
-    """Naive-attack leakage of ``probes`` (one per clean ``gallery`` image, same order)."""
-    scores, chance = {}, {}
-    positions = torch.arange(len(gallery))
-    pair = ReidentificationRate(gallery, positions, top_k=(1, 5))
-    pair.update(probes, positions)
-    hits = pair.per_sample()
-    for col, k in enumerate(pair.top_k):
-        scores[f"{prefix}_top{k}"] = _mean_score(hits[:, col], resamples, seed)
-        chance[f"{prefix}_top{k}"] = pair.chance(k)
-    enrol, probe_pos = enrolment_split(identity)
-    if identity_protocol and len(probe_pos):
-        ident = ReidentificationRate(gallery[enrol], identity[enrol], top_k=(1, 5))
-        ident.update(probes[probe_pos], identity[probe_pos])
-        hits = ident.per_sample()
-        for col, k in enumerate(ident.top_k):
-            scores[f"{prefix}_top{k}_identity"] = _mean_score(hits[:, col], resamples, seed)
-            chance[f"{prefix}_top{k}_identity"] = ident.chance(k)
-    return scores, chance
-
-
-def impostor_similarity(embeddings: Tensor, identity: Tensor) -> tuple[float, float]:
-    """Mean cosine similarity of clean test pairs of different people (the chance level of
-    identity similarity) and of the same person (the genuine level)."""
-    sim = torch.nn.functional.normalize(embeddings.float(), dim=1)
-    sim = sim @ sim.t()
-    same = identity[:, None] == identity[None, :]
-    off_diagonal = ~torch.eye(len(identity), dtype=torch.bool)
-    genuine = sim[same & off_diagonal]
-    return float(sim[~same].mean()), float(genuine.mean()) if len(genuine) else float("nan")
-
-
-def _count_score(counts: Tensor, score_fn, resamples: int, seed: int) -> Score:
-    """A score that is a function of per-image counts summed over the test images
-    (``counts [n,K]`` -> ``score_fn(sums [R,K]) -> [R]``), with its bootstrap CI computed for
-    all resamples at once: each resample is a weight vector (how often each image was drawn),
-    so the sums are one matrix product. Same resamples as :func:`bootstrap_ci`."""
-    counts = counts.double()
-    n = len(counts)
-    stats = []
-    for idx in resample_indices(n, resamples, seed):
-        weights = torch.zeros(len(idx), n, dtype=torch.float64)
-        weights.scatter_add_(1, idx, torch.ones_like(idx, dtype=torch.float64))
-        stats.append(score_fn(weights @ counts))
-    low, high = percentile_interval(torch.cat(stats), 0.95)
-    return Score(float(score_fn(counts.sum(0, keepdim=True))[0]), float(low), float(high))
-
-
+# -- utility scores ---------------------------------------------------------------------------
 def _f1_counts(pred: Tensor, true: Tensor) -> Tensor:
     """Per-image true positive, false positive and false negative indicators ``[n, 3K]``
     of {0,1} predictions and targets ``[n,K]``."""
@@ -357,20 +213,20 @@ def _macro_f1(ignore_absent: bool):
     return score
 
 
-def diagnosis_scores(prefix: str, pred: Tensor, sign_probs: Tensor, out: _Collector,
-                     num_classes: int, resamples: int, seed: int) -> dict[str, Score]:
-    label, signs = out.get("label"), out.get("signs")
-    one_hot = torch.nn.functional.one_hot
+def diagnosis_scores(pred: Tensor, sign_probs: Tensor, split: TestSplit, num_classes: int,
+                     resamples: int, seed: int) -> dict[str, Score]:
+    label, signs = split.label, split.signs
+    identity, one_hot = split.attackable.identity, torch.nn.functional.one_hot
     scores = {
-        f"{prefix}accuracy": _mean_score((pred == label).float(), resamples, seed),
-        f"{prefix}macro_f1": _count_score(
+        "accuracy": mean_score((pred == label).float(), resamples, seed, identity),
+        "macro_f1": count_score(
             _f1_counts(one_hot(pred, num_classes), one_hot(label, num_classes)),
-            _macro_f1(ignore_absent=True), resamples, seed),
+            _macro_f1(ignore_absent=True), resamples, seed, identity),
     }
     if signs.shape[1]:
-        scores[f"{prefix}sign_f1"] = _count_score(
+        scores["sign_f1"] = count_score(
             _f1_counts(sign_probs >= 0.5, signs >= 0.5), _macro_f1(ignore_absent=False),
-            resamples, seed)
+            resamples, seed, identity)
     return scores
 
 
@@ -382,86 +238,153 @@ def _kappa(a: Tensor, b: Tensor, num_classes: int) -> Tensor:
     return cohen_kappa(a, b, "multiclass", num_classes=num_classes, validate_args=False)
 
 
-def compute_scores(out: _Collector, extras: dict, *, classes: list[str], signs: list[str],
-                   resamples: int, seed: int) -> Evaluation:
-    """Turn the pass' per-image records into scores, chance levels and clean references."""
-    identity = out.get("identity")
-    clean_emb, deid_emb = out.get("clean_emb"), out.get("deid_emb")
-    n, c = len(identity), len(classes)
-    scores, chance = reidentification_scores("reid", clean_emb, deid_emb, identity, resamples,
-                                              seed)
-    similarity = IdentitySimilarity()
-    similarity.update(deid_emb, clean_emb)
-    scores["id_similarity"] = _mean_score(similarity.per_sample(), resamples, seed)
-    chance["id_similarity"], genuine = impostor_similarity(clean_emb, identity)
-
-    clean_pred, deid_pred = out.get("clean_pred"), out.get("deid_pred")
-    scores.update(diagnosis_scores("", deid_pred, out.get("deid_sign_probs"), out, c,
-                                   resamples, seed))
-    scores["kappa"] = _statistic_score(
-        lambda i: _kappa(deid_pred[i], clean_pred[i], c), n, resamples, seed)
-    label = out.get("label")
-    chance["accuracy"] = float(torch.bincount(label, minlength=c).max()) / n  # majority class
-    if len(extras["dice"].per_sample()):
-        scores["dice"] = _mean_score(extras["dice"].per_sample(), resamples, seed)
-
-    clean = {k.replace("clean_", ""): v for k, v in diagnosis_scores(
-        "clean_", clean_pred, out.get("clean_sign_probs"), out, c, resamples, seed).items()}
-    clean_reid, _ = reidentification_scores("reid", clean_emb, clean_emb, identity, resamples,
-                                            seed)
-    clean.update(clean_reid)
-    clean["id_similarity_genuine"] = Score(genuine)
-    if len(extras["clean_dice"].per_sample()):
-        clean["dice"] = _mean_score(extras["clean_dice"].per_sample(), resamples, seed)
-
-    per_sign = multilabel_f1_score(out.get("deid_sign_probs"), out.get("signs").long(),
-                                   len(signs), average="none") if signs else torch.empty(0)
-    if out.get("psnr") is not None:
-        _reversibility_scores(out, scores, chance, identity, resamples, seed)
-    if out.get("clean_fn") is not None:
-        fn_scores, fn_chance = reidentification_scores(
-            "facenet_reid", out.get("clean_fn"), out.get("deid_fn"), identity, resamples, seed)
-        scores.update(fn_scores)
-        chance.update(fn_chance)
-
-    cost = dict(extras["cost"])
-    sizes = torch.tensor(cost.pop("batch_sizes"), dtype=torch.float64)
-    seconds = torch.tensor(cost.pop("batch_seconds"), dtype=torch.float64).clamp_min(1e-9)
-    # throughput is resampled over batches, the unit anonymize() is timed in
-    scores["images_per_s"] = _statistic_score(
-        lambda i: float(sizes[i].sum() / seconds[i].sum()), len(sizes), resamples, seed)
-    return Evaluation(scores, chance, clean,
-                      {s: float(v) for s, v in zip(signs, per_sign.tolist())}, cost, n,
-                      extras["grid"])
+@torch.no_grad()
+def utility_scores(deid: Tensor, split: TestSplit, clean: dict[str, Tensor],
+                   evaluators: Evaluators, lesion_masks, *, classes, signs, resamples, seed,
+                   device, batch_size) -> tuple[dict, dict, dict, dict]:
+    """Disease, sign, kappa and Dice scores of the clean-trained evaluators on ``deid``;
+    returns ``(scores, chance, clean references, per-sign F1)``."""
+    test, c, n = split.attackable, len(classes), len(deid)
+    out, dice = _Collector(), LesionDice()
+    for start in range(0, n, batch_size):
+        sl = slice(start, start + batch_size)
+        images = deid[sl].to(device)
+        probs, sign_probs = evaluators.classifier.predict(images, test.landmarks[sl].to(device))
+        out.add(pred=probs.argmax(1), sign_probs=sign_probs)
+        _lesion_dice(evaluators, split.rows[sl], images, lesion_masks, dice, device)
+    pred, clean_pred = out.get("pred"), clean["clean_pred"]
+    scores = diagnosis_scores(pred, out.get("sign_probs"), split, c, resamples, seed)
+    scores["kappa"] = statistic_score(lambda i: _kappa(pred[i], clean_pred[i], c), n,
+                                      resamples, seed, test.identity)
+    chance = {"accuracy": float(torch.bincount(split.label, minlength=c).max()) / n}
+    reference = diagnosis_scores(clean_pred, clean["clean_sign_probs"], split, c, resamples, seed)
+    dice_rows = test.identity[[i for i, r in enumerate(split.rows.tolist()) if r in lesion_masks]]
+    if len(dice.per_sample()):
+        scores["dice"] = mean_score(dice.per_sample(), resamples, seed, dice_rows)
+        reference["dice"] = mean_score(clean["clean_dice"], resamples, seed, dice_rows)
+    per_sign = (multilabel_f1_score(out.get("sign_probs"), split.signs.long(), len(signs),
+                                    average="none").tolist() if signs else [])
+    return scores, chance, reference, dict(zip(signs, map(float, per_sign)))
 
 
-def _reversibility_scores(out, scores, chance, identity, resamples, seed):
-    clean_emb = out.get("clean_emb")
-    scores["recovery_psnr"] = _mean_score(out.get("psnr"), resamples, seed)
-    scores["recovery_ssim"] = _mean_score(out.get("ssim"), resamples, seed)
-    similarity = IdentitySimilarity()
-    similarity.update(out.get("rec_emb"), clean_emb)
-    scores["recovery_id_similarity"] = _mean_score(similarity.per_sample(), resamples, seed)
-    wrong, wrong_chance = reidentification_scores(
-        "wrongkey_reid", clean_emb, out.get("wrong_emb"), identity, resamples, seed,
-        identity_protocol=False)
-    scores.update(wrong)
-    chance.update(wrong_chance)
-    diversity = IdentityDiversity()
-    diversity.update(out.get("deid_emb"), out.get("second_emb"))
-    scores["key_diversity"] = _mean_score(diversity.per_sample(), resamples, seed)
+# -- the attacks ------------------------------------------------------------------------------
+def run_attacks(ctx: AttackContext, names: list[str], cache: AttackCache | None,
+                progress: bool = True) -> tuple[dict[str, AttackResult], dict[str, float]]:
+    """Run (or load from ``cache``) each named attack that applies to the method; returns
+    the results and each attack's seconds."""
+    results, seconds = {}, {}
+    for name in names:
+        attack = ATTACKS[name]
+        if not attack.applies(ctx):
+            continue
+        if attack.needs_train and not ctx.train:
+            log.warning("attack %s skipped: no attacker training data was given", name)
+            continue
+        start = time.perf_counter()
+        path = cache.path(attack, attack.config_of(ctx)) if cache is not None else None
+        result = cache.load(path) if cache is not None else None
+        if result is None:
+            if progress:
+                print(f"attack {name}: {attack.description} ...", file=sys.stderr, flush=True)
+            result = attack.run(ctx)
+            if cache is not None:
+                cache.save(path, result)
+        results[name], seconds[name] = result, time.perf_counter() - start
+    return results, seconds
 
 
+def worst_case(scores: dict[str, Score]) -> str | None:
+    """Name of the highest identity-protocol top-1 among the attacks' ``worst`` scores."""
+    present = [n for n in worst_case_names() if n in scores and scores[n].value == scores[n].value]
+    return max(present, key=lambda n: scores[n].value) if present else None
+
+
+# -- one evaluation ---------------------------------------------------------------------------
 def evaluate_method(method: DeIdMethod, test_loader, evaluators: Evaluators, *,
                     classes: list[str], signs: list[str], lesion_masks: dict[int, Tensor],
                     seed: int, device: torch.device, resamples: int = 1000,
                     grid_images: int = 8, progress: bool = True,
-                    clean_cache: Path | None = None) -> Evaluation:
-    """One pass over the test split, then every score with its bootstrap 95% CI.
-    ``clean_cache``: file caching the evaluators' clean-test outputs
-    (:meth:`Evaluators.clean_cache_path`); None recomputes them."""
-    out, extras = run_test_pass(method, test_loader, evaluators, lesion_masks=lesion_masks,
-                                seed=seed, device=device, grid_images=grid_images,
-                                progress=progress, clean_cache=clean_cache)
-    return compute_scores(out, extras, classes=classes, signs=signs, resamples=resamples,
-                          seed=seed)
+                    clean_cache: Path | None = None, attacks: list[str] | None = None,
+                    attacker_data: dict[str, Tensor] | None = None,
+                    attack_config: AttackConfig | None = None,
+                    evaluator_config: EvaluatorConfig | None = None,
+                    trainer_kwargs: dict | None = None,
+                    attack_cache: AttackCache | None = None) -> Evaluation:
+    """De-identify the test split once (blind), score utility, naturalness and cost, then run
+    ``attacks`` (default: every attack; those that train need ``attacker_data``, the training
+    split from :func:`attacker_training_data`). ``clean_cache``: file caching the evaluators'
+    clean-test outputs; ``attack_cache``: where attack results are kept between runs."""
+    attack_config = attack_config or AttackConfig()
+    names = list(ATTACKS) if attacks is None else list(attacks)
+    split = collect_test_split(test_loader)
+    test, n, bits = split.attackable, len(split.rows), int(method.key_bits)
+    batch_size = test_loader.batch_size or 64
+    blinded = BlindedMethod(method, batch_size=batch_size, seed=seed, device=device)
+    right = draw_keys(n, bits, stream(seed, "right keys"))
+    _reset_peak_memory(device)
+    if progress:
+        print(f"de-identifying {n} test images with {method.name} ...", file=sys.stderr, flush=True)
+    deid = blinded.anonymize(test.image, test.landmarks, right, timed=True)
+    peak_mb = _peak_memory_mb(device)
+    deid_other = (blinded.anonymize(test.image, test.landmarks,
+                                    draw_keys(n, bits, stream(seed, "other keys")))
+                  if bits else deid)
+    clean = _checked_clean_outputs(test_loader, evaluators, split.rows, lesion_masks=lesion_masks,
+                                   device=device, cache=clean_cache, progress=progress)
+    scores, chance, reference, per_sign = utility_scores(
+        deid, split, clean, evaluators, lesion_masks, classes=classes, signs=signs,
+        resamples=resamples, seed=seed, device=device, batch_size=batch_size)
+    natural = attack_config.naturalness
+    scores["kid"] = kid_score(deid, test.float_images(), evaluators.identity,
+                              subsets=natural.subsets, subset_size=natural.subset_size,
+                              batch_size=batch_size, device=device, seed=seed)
+    sizes = torch.tensor(blinded.batch_sizes, dtype=torch.float64)
+    seconds = torch.tensor(blinded.seconds, dtype=torch.float64).clamp_min(1e-9)
+    # throughput is resampled over batches, the unit anonymize() is timed in
+    scores["images_per_s"] = statistic_score(
+        lambda i: float(sizes[i].sum() / seconds[i].sum()), len(sizes), resamples, seed)
+
+    grid_rows = torch.linspace(0, n - 1, min(grid_images, n)).long().unique()
+    ctx = AttackContext(
+        method=blinded, key_bits=bits, reversible=bool(method.reversible),
+        train=attacker_data or {}, test=test, deid=deid, deid_other=deid_other,
+        right_keys=right, evaluators=evaluators, clean_emb=clean["clean_emb"],
+        config=attack_config, evaluator_config=evaluator_config, seed=seed, device=device,
+        resamples=resamples, batch_size=batch_size, trainer_kwargs=dict(trainer_kwargs or {}),
+        grid_rows=grid_rows)
+    results, attack_seconds = run_attacks(ctx, names, attack_cache, progress)
+    grid = {"original": test.float_images()[grid_rows], "de-identified": deid[grid_rows]}
+    for result in results.values():
+        scores.update(result.scores)
+        chance.update(result.chance)
+        reference.update(result.clean)
+        grid.update(result.grid)
+    worst = worst_case(scores)
+    if worst is not None:
+        scores["reid_worst"], chance["reid_worst"] = scores[worst], chance[worst]
+        if "reid_top1_identity" in reference:
+            reference["reid_worst"] = reference["reid_top1_identity"]
+    cost = {"images_per_s": n / float(seconds.sum()), "anonymize_s": float(seconds.sum()),
+            "peak_memory_mb": peak_mb, "attack_seconds": attack_seconds}
+    return Evaluation(scores, chance, reference, per_sign, cost, n, grid,
+                      {"reid_worst_of": worst, "attacks": list(results)})
+
+
+def attack_cache(method: DeIdMethod, method_cache: Path, fingerprint: str,
+                 evaluators: Evaluators, profile, seed: int) -> AttackCache:
+    """Where ``method``'s attack results are kept: keyed by its fitted state (the cache file
+    :func:`benchmark.run.fit_or_load` wrote, whose name hashes profile, seed and config), the
+    dataset, the evaluators' checkpoints, the image size, seed and bootstrap resamples; the
+    file's size and time too, so a refit method is attacked afresh."""
+    from benchmark.leaderboard import safe_name
+    from data.paths import cache_root
+
+    stamp = evaluators.clean_cache_path(fingerprint, profile.image_size)
+    state = Path(method_cache).stat()  # a refit rewrites the file: its results are new
+    return AttackCache(cache_root() / "attacks" / safe_name(method.name), {
+        "method": Path(method_cache).name, "method_config": method.config(),
+        "method_state": f"{state.st_size}:{state.st_mtime_ns}",
+        "fingerprint": fingerprint, "evaluators": stamp.name if stamp else None,
+        "evaluator_config": profile.evaluators.digest(),
+        "image_size": profile.image_size, "seed": seed,
+        "resamples": profile.bootstrap_resamples})

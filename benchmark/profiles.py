@@ -79,6 +79,55 @@ class EvaluatorConfig:
 
 
 @dataclass(frozen=True)
+class ParrotConfig:
+    """Parrot attack: the identity recogniser's recipe retrained on the method's output."""
+
+    epochs: int = 12
+    #: fresh attacker keys per training image (keyed methods; epochs shrink to match)
+    keys_per_image: int = 2
+    seed: int = 4421
+
+
+@dataclass(frozen=True)
+class ReversalConfig:
+    """Reversal attack: a U-Net de-anonymiser (segmentation-models-pytorch, random init)."""
+
+    #: a small MobileNetV3 by default: a ResNet-18 U-Net costs minutes per epoch on 2 CPU cores
+    encoder: str = "timm-mobilenetv3_small_minimal_100"
+    encoder_depth: int = 3
+    decoder_channels: tuple[int, ...] = (32, 16, 8)
+    epochs: int = 4
+    lr: float = 3e-3
+    ssim_weight: float = 0.5
+    #: training pairs drawn from the attacker's training split (None: all)
+    max_pairs: int | None = 960
+    seed: int = 6607
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    jpeg_quality: int = 90
+
+
+@dataclass(frozen=True)
+class NaturalnessConfig:
+    """KID (Binkowski et al., ICLR 2018) on the identity evaluator's backbone features."""
+
+    subsets: int = 50
+    subset_size: int = 500
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """Settings of the attacks that train something, and of the naturalness score."""
+
+    parrot: ParrotConfig = field(default_factory=ParrotConfig)
+    reversal: ReversalConfig = field(default_factory=ReversalConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    naturalness: NaturalnessConfig = field(default_factory=NaturalnessConfig)
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     #: profile name handed to methods (they only know "quick" and "full")
@@ -87,6 +136,7 @@ class Profile:
     bootstrap_resamples: int = 1000
     #: images shown in the qualitative grid
     grid_images: int = 8
+    attacks: AttackConfig = field(default_factory=AttackConfig)
 
     # data are loaded at the resolution and batch size the evaluators were trained on
     @property
@@ -112,6 +162,13 @@ PROFILES: dict[str, Profile] = {
                 encoder="resnet18", encoder_depth=3, decoder_channels=(32, 16, 8), epochs=1
             ),
             identity=IdentityConfig(backbone="test_resnet", embedding_dim=32, epochs=1),
+        ),
+        # tests stay fast: a few quick epochs of small attacker networks
+        attacks=AttackConfig(
+            parrot=ParrotConfig(epochs=2, keys_per_image=1),
+            reversal=ReversalConfig(encoder_depth=2, decoder_channels=(16, 8), epochs=3,
+                                    lr=1e-2, max_pairs=None),
+            naturalness=NaturalnessConfig(subsets=10, subset_size=16),
         ),
     ),
     "quick": Profile(
@@ -146,6 +203,13 @@ PROFILES: dict[str, Profile] = {
                 backbone="face_cnn", width=64, embedding_dim=256, epochs=60, lr=1e-3,
                 margin=0.35, scale=30.0,
             ),
+        ),
+        attacks=AttackConfig(
+            parrot=ParrotConfig(epochs=60, keys_per_image=4),
+            reversal=ReversalConfig(encoder="resnet34", encoder_depth=5,
+                                    decoder_channels=(256, 128, 64, 32, 16), epochs=40,
+                                    lr=1e-3, max_pairs=None),
+            naturalness=NaturalnessConfig(subsets=100, subset_size=1000),
         ),
     ),
 }

@@ -27,7 +27,10 @@ import lightning as L
 import torch
 
 from benchmark.api import DeIdMethod
-from benchmark.evaluation import Evaluation, evaluate_method
+from benchmark.attacks import ATTACKS, parse_attacks
+from benchmark.evaluation import (
+    Evaluation, attack_cache, attacker_training_data, evaluate_method,
+)
 from benchmark.evaluators import load_evaluators
 from benchmark.leaderboard import record_path, safe_name, write_record
 from benchmark.profiles import PROFILES, Profile, get_profile
@@ -35,6 +38,8 @@ from benchmark.qualitative import save_grid
 from benchmark.registry import (
     MethodNotFoundError, PluginError, format_method_list, list_methods, load_method,
 )
+from benchmark.scores import summary_lines
+from benchmark.sweep import sweep_runs
 from benchmark.tables import rebuild
 from benchmark.validation import MethodOutputError
 from data.paths import cache_root
@@ -180,7 +185,9 @@ def lesion_masks(seg_datamodule) -> dict[int, torch.Tensor]:
 def build_record(args, method: DeIdMethod, evaluation: Evaluation, *, root, fingerprint,
                  profile: Profile, evaluator_dir, method_cache, times) -> dict:
     return {
-        "method": method.name,
+        "method": getattr(args, "run_name", None) or method.name,
+        "family": method.name,
+        "sweep": getattr(args, "sweep_point", None),
         "class": f"{type(method).__module__}:{type(method).__qualname__}",
         "description": method.description,
         "reversible": bool(method.reversible),
@@ -197,6 +204,8 @@ def build_record(args, method: DeIdMethod, evaluation: Evaluation, *, root, fing
         "clean": {k: v.as_dict() for k, v in evaluation.clean.items()},
         "per_sign_f1": evaluation.per_sign_f1,
         "cost": evaluation.cost,
+        "attacks": evaluation.extra.get("attacks", []),
+        "reid_worst_of": evaluation.extra.get("reid_worst_of"),
         "method_config": method.config(),
         "evaluator_config": asdict(profile.evaluators),
         "evaluator_dir": str(evaluator_dir),
@@ -217,7 +226,8 @@ def run(args) -> dict:
         trainer_kwargs["enable_progress_bar"] = False
     # resolve the method first: a typo should not cost an evaluator training
     method = load_method(args.method, profile=profile.method_profile, seed=args.seed,
-                         trainer_kwargs=trainer_kwargs)
+                         trainer_kwargs=trainer_kwargs, **getattr(args, "method_options", {}))
+    attacks = parse_attacks(getattr(args, "attacks", None))
     with phase(times, "data"):
         root, fingerprint, datamodule, seg = prepare_data(args.dataset, args.data_root,
                                                           profile, args.seed)
@@ -240,15 +250,20 @@ def run(args) -> dict:
             signs=datamodule.signs, lesion_masks=lesion_masks(seg), seed=args.seed,
             device=device, resamples=profile.bootstrap_resamples,
             grid_images=profile.grid_images, progress=not args.quiet,
-            clean_cache=evaluators.clean_cache_path(fingerprint, profile.image_size))
+            clean_cache=evaluators.clean_cache_path(fingerprint, profile.image_size),
+            attacks=attacks, attacker_data=attacker_training_data(datamodule.dataset("train")),
+            attack_config=profile.attacks, evaluator_config=profile.evaluators,
+            trainer_kwargs=trainer_kwargs,
+            attack_cache=attack_cache(method, method_cache, fingerprint, evaluators, profile,
+                                      args.seed))
     with phase(times, "writing"):
         record = build_record(args, method, evaluation, root=root, fingerprint=fingerprint,
                               profile=profile, evaluator_dir=evaluators.directory,
                               method_cache=method_cache, times=times)
-        path = record_path(args.output, args.dataset, method.name)
+        path = record_path(args.output, args.dataset, record["method"])
         grid_path = path.with_suffix(".png")
         save_grid(evaluation.grid, grid_path,
-                  f"{method.name} on {args.dataset} ({profile.name} profile)")
+                  f"{record['method']} on {args.dataset} ({profile.name} profile)")
         record["qualitative"] = grid_path.name
         write_record(path, record)
         rebuild(args.output, [args.dataset])
@@ -258,33 +273,17 @@ def run(args) -> dict:
 
 
 def summary(record: dict, output: Path) -> str:
-    s, chance, clean = record["scores"], record["chance"], record["clean"]
-
-    def show(name: str) -> str:
-        if name not in s or s[name]["value"] is None:
-            return f"  {name:<22} n/a"
-        v = s[name]
-        text = f"  {name:<22} {v['value']:.4f}"
-        if v.get("ci_low") is not None:
-            text += f"  [{v['ci_low']:.4f}, {v['ci_high']:.4f}]"
-        if name in chance:
-            text += f"  chance {chance[name]:.4f}"
-        if name in clean and clean[name].get("value") is not None:
-            text += f"  clean {clean[name]['value']:.4f}"
-        return text
-
-    names = ["reid_top1", "reid_top5", "reid_top1_identity", "reid_top5_identity",
-             "id_similarity", "accuracy", "macro_f1", "sign_f1", "kappa", "dice"]
-    if record["reversible"]:
-        names += ["recovery_psnr", "recovery_ssim", "recovery_id_similarity",
-                  "wrongkey_reid_top1", "key_diversity"]
-    names += ["images_per_s"]
+    """The run in a few lines: one per score family and attack (from the declarations)."""
     lines = [f"{record['method']} on {record['dataset']} ({record['profile']} profile, "
              f"{record['n_test']} test images)"]
-    lines += [show(n) for n in names]
+    lines += summary_lines(record)
+    if record.get("reid_worst_of"):
+        lines.append(f"  worst case: {record['reid_worst_of']}")
     lines.append(f"  peak memory {record['cost']['peak_memory_mb']:.0f} MB")
     lines.append("phase times: " + ", ".join(
         f"{k} {v:.1f}s" for k, v in record["phase_seconds"].items()))
+    lines.append("attack times: " + ", ".join(
+        f"{k} {v:.1f}s" for k, v in record["cost"].get("attack_seconds", {}).items()))
     lines.append(f"run record: {record_path(output, record['dataset'], record['method'])}")
     lines.append(f"leaderboard: {Path(output) / (record['dataset'] + '.csv')} (.md)")
     return "\n".join(lines)
@@ -332,6 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--facenet-weights", type=Path,
                         help="local InceptionResnetV1 state dict (facenet-pytorch); adds the "
                         "FaceNet attack (facenet_reid_*) to the scores. Never downloaded.")
+    parser.add_argument("--attacks", default="all",
+                        help="comma-separated attacks to run; 'all' (default) = "
+                        f"{','.join(n for n, a in ATTACKS.items() if a.default)}; opt-in: "
+                        f"{','.join(n for n, a in ATTACKS.items() if not a.default)} "
+                        "(e.g. all,dlib); see docs/threat_model.md")
+    parser.add_argument("--sweep", metavar="METHOD.OPTION=V1,V2,...",
+                        help="run the method once per value of a numeric option and write one "
+                        "row per value, e.g. --sweep blur.sigma=1,2,4,8")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -345,12 +352,18 @@ def main(argv: list[str] | None = None) -> int:
     if not args.method:
         parser.error("--method is required (or --list-methods)")
     try:
-        record = run(args)
-    except (MethodNotFoundError, PluginError, MethodOutputError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        print("no run record or leaderboard row was written.", file=sys.stderr)
-        return 2
-    print(summary(record, args.output))
+        runs = sweep_runs(args)
+        parse_attacks(args.attacks)
+    except ValueError as err:
+        parser.error(str(err))
+    for run_args in runs:
+        try:
+            record = run(run_args)
+        except (MethodNotFoundError, PluginError, MethodOutputError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            print("no run record or leaderboard row was written.", file=sys.stderr)
+            return 2
+        print(summary(record, args.output))
     return 0
 
 

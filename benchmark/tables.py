@@ -3,8 +3,9 @@
     python -m benchmark.tables [--output leaderboards]
 
 For every ``<output>/runs/<dataset>/`` it writes ``<output>/<dataset>.csv``, ``.md`` and
-``<dataset>_frontier.png`` (identity-protocol re-identification against disease accuracy,
-one point per method, with the chance and clean references).
+``<dataset>_frontier.png`` (identity-protocol re-identification against disease accuracy:
+the naive attack and the worst attack side by side, one point per method, sweeps drawn as
+curves per method family, with the chance and clean references).
 """
 from __future__ import annotations
 
@@ -13,22 +14,29 @@ from pathlib import Path
 
 from benchmark.leaderboard import load_records, write_leaderboard
 from benchmark.qualitative import save_frontier
+from benchmark.scores import frontier_axes
 
 
 def write_frontier(output: Path, dataset: str) -> Path | None:
     records = load_records(output, dataset)
     if not records:
         return None
-    # identity protocol where identities have several images, else the pair protocol
-    leak = ("reid_top1_identity" if all("reid_top1_identity" in r["scores"] for r in records)
-            else "reid_top1")
-    points = [{"method": r["method"], "reversible": r["reversible"],
-               "accuracy": r["scores"]["accuracy"]["value"], leak: r["scores"][leak]["value"]}
-              for r in records]
+    axes = [(name, label) for name, label in frontier_axes()
+            if any(name in r["scores"] for r in records)]
+    if not axes:
+        return None
+    points = []
+    for r in records:
+        sweep = r.get("sweep") or {}
+        point = {"method": r["method"], "family": r.get("family", r["method"]),
+                 "reversible": r["reversible"], "accuracy": r["scores"]["accuracy"]["value"],
+                 "sweep": next(iter(sweep.values()), None)}
+        point.update({name: (r["scores"].get(name) or {}).get("value") for name, _ in axes})
+        points.append(point)
     ref = records[-1]
     path = Path(output) / f"{dataset}_frontier.png"
-    save_frontier(points, path, leak=leak, chance=ref["chance"].get(leak),
-                  clean_leak=(ref["clean"].get(leak) or {}).get("value"),
+    save_frontier(points, path, axes=axes, chance=ref["chance"].get(axes[0][0]),
+                  clean={name: (ref["clean"].get(name) or {}).get("value") for name, _ in axes},
                   clean_accuracy=(ref["clean"].get("accuracy") or {}).get("value"),
                   title=f"privacy-utility frontier: {dataset} ({ref['profile']} profile)")
     return path

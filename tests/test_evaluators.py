@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.evaluation import (
-    draw_keys, enrolment_split, impostor_similarity, reidentification_scores,
+from benchmark.blinding import draw_keys, stream
+from benchmark.scoring import (
+    enrolment_split, identity_protocol, impostor_similarity, pair_protocol,
 )
 from benchmark.evaluators import (
     CosFaceHead, DiseaseClassifier, FaceNetRecognizer, IdentityRecognizer, LesionSegmenter,
@@ -111,7 +112,10 @@ def test_reidentification_protocols_against_a_hand_computed_case():
     gallery = torch.eye(4)
     # probes: images 0 and 1 unchanged, image 2 made to look like 0, image 3 like 2
     probes = torch.stack([gallery[0], gallery[1], gallery[0], gallery[2]])
-    scores, chance = reidentification_scores("reid", gallery, probes, identity, 50, 0)
+    scores, chance = pair_protocol("reid", gallery, probes, identity, 50, 0)
+    by_identity, by_identity_chance = identity_protocol("reid", gallery, probes, identity, 50, 0)
+    scores.update(by_identity)
+    chance.update(by_identity_chance)
     assert scores["reid_top1"].value == pytest.approx(0.5)  # probes 0 and 1 find their source
     assert chance["reid_top1"] == pytest.approx(0.25) and chance["reid_top1_identity"] == 0.5
     # identity protocol: enrolment = images 0 and 2; probe 1 is orthogonal to both (a tie:
@@ -127,10 +131,12 @@ def test_impostor_and_genuine_similarity():
 
 
 def test_keys_are_reproducible_bits():
-    keys = draw_keys(6, 16, seed=1)
+    keys = draw_keys(6, 16, stream(1, "keys"))
     assert keys.shape == (6, 16) and set(keys.unique().tolist()) <= {0.0, 1.0}
-    assert torch.equal(keys, draw_keys(6, 16, seed=1))
-    assert not torch.equal(keys, draw_keys(6, 16, seed=2))
+    assert torch.equal(keys, draw_keys(6, 16, stream(1, "keys")))
+    assert not torch.equal(keys, draw_keys(6, 16, stream(2, "keys")))
+    assert not torch.equal(keys, draw_keys(6, 16, stream(1, "other keys")))
+    assert draw_keys(6, 0, stream(1, "keys")) is None  # keyless methods get no keys
 
 
 def test_profiles_are_known_and_unknown_is_an_error():
@@ -178,15 +184,18 @@ def test_recogniser_occlusion_keeps_eyes_and_hides_the_rest_of_the_face():
 def test_vectorised_f1_matches_torchmetrics():
     from torchmetrics.functional.classification import multiclass_f1_score, multilabel_f1_score
 
-    from benchmark.evaluation import _Collector, diagnosis_scores
+    from benchmark.attacks import TestSet
+    from benchmark.evaluation import TestSplit, diagnosis_scores
 
     torch.manual_seed(0)
     label, pred = torch.randint(0, 5, (60,)), torch.randint(0, 4, (60,))  # class 4 never predicted
     signs, sign_probs = (torch.rand(60, 6) < 0.3).float(), torch.rand(60, 6)
     signs[:, 5] = 0
-    out = _Collector()
-    out.add(label=label, signs=signs)
-    scores = diagnosis_scores("", pred, sign_probs, out, 6, 50, 0)  # class 5 absent
+    identity = torch.arange(60) // 3
+    split = TestSplit(TestSet(torch.zeros(60, 3, 1, 1, dtype=torch.uint8), torch.zeros(60, 5, 2),
+                              identity, torch.zeros(60, dtype=torch.long)),
+                      label, signs, torch.arange(60))
+    scores = diagnosis_scores(pred, sign_probs, split, 6, 50, 0)  # class 5 absent
     assert scores["macro_f1"].value == pytest.approx(
         float(multiclass_f1_score(pred, label, 6, average="macro")))
     assert scores["sign_f1"].value == pytest.approx(

@@ -18,7 +18,7 @@ from torch import nn
 from benchmark.evaluators.classifier import DiseaseClassifier
 from benchmark.evaluators.common import train_module
 from benchmark.evaluators.facenet import FaceNetRecognizer
-from benchmark.evaluators.identity import CosFaceHead, IdentityRecognizer
+from benchmark.evaluators.identity import CosFaceHead, IdentityRecognizer, identity_recognizer
 from benchmark.evaluators.segmenter import LesionSegmenter
 from benchmark.profiles import EvaluatorConfig
 from data.paths import cache_root
@@ -88,10 +88,7 @@ def _build(name: str, config: EvaluatorConfig, datamodule):
         return DiseaseClassifier(len(datamodule.classes), len(datamodule.signs), c.backbone, c.lr,
                                  channels=c.channels, crop_size=tuple(c.crop_size))
     if name == "identity":
-        c = config.identity
-        return IdentityRecognizer(_train_identities(datamodule), c.backbone, c.embedding_dim,
-                                  c.margin, c.scale, c.lr, flip=c.flip, width=c.width,
-                                  p_keep_eyes=c.p_keep_eyes, p_erase=c.p_erase)
+        return identity_recognizer(config.identity, _train_identities(datamodule))
     c = config.segmenter
     return LesionSegmenter(c.encoder, c.encoder_depth, tuple(c.decoder_channels), c.lr)
 

@@ -164,3 +164,13 @@ class IdentityRecognizer(L.LightningModule):
     @torch.no_grad()
     def embed(self, images: Tensor) -> Tensor:
         return self(images)
+
+
+def identity_recognizer(config, identity_ids: list[int]) -> IdentityRecognizer:
+    """An untrained :class:`IdentityRecognizer` as ``config``
+    (:class:`benchmark.profiles.IdentityConfig`) describes it, with one margin-head row per
+    training identity: the harness's evaluator and the parrot attacker share this recipe."""
+    c = config
+    return IdentityRecognizer(identity_ids, c.backbone, c.embedding_dim, c.margin, c.scale, c.lr,
+                              flip=c.flip, width=c.width, p_keep_eyes=c.p_keep_eyes,
+                              p_erase=c.p_erase)
