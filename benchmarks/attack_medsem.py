@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
                                         "benchmark.run for --method)")
     args = parser.parse_args(argv)
 
-    from benchmark.evaluation import enrolment_split
+    from benchmark.scoring import enrolment_split
     from benchmark.evaluators import load_evaluators
     from benchmark.profiles import get_profile
     from benchmark.run import prepare_data
