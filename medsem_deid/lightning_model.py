@@ -1,5 +1,5 @@
 """Lightning glue of MedSem-DeID: Enc_med pre-training, the training-time identity network,
-and DeID training of the keyed encryptor/decryptor (Tian, Wang, Zhai, AAAI 2025).
+and training of the face generator (a conditional VAE-GAN; Tian, Wang, Zhai, AAAI 2025).
 """
 from __future__ import annotations
 
@@ -8,17 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from data.regions import periocular_crop
+from data.regions import periocular_crop, periocular_mask
 
 from . import losses
 from .config import MedSemConfig
 from .torch_model import (IdentityEmbedder, MedicalSemanticsEncoder, MedSemDeIDNet,
-                          channel_dropped)
-
-
-def random_keys(batch_size: int, key_bits: int, device=None, generator=None) -> Tensor:
-    """Random {0,1} key bit strings [B, key_bits] (float), as the harness draws them."""
-    return torch.randint(0, 2, (batch_size, key_bits), device=device, generator=generator).float()
+                          PatchDiscriminator)
 
 
 class MedicalSemanticsModule(L.LightningModule):
@@ -36,11 +31,6 @@ class MedicalSemanticsModule(L.LightningModule):
                                             jitter=0.1 if self.training else 0.0)
         elif self.training:
             images = losses.random_translate(images)
-            # half the batch as the couplings see it (one colour channel replaced by the
-            # others' mean), so the encryptor's conditioning features are in distribution
-            dropped = channel_dropped(images, int(torch.randint(0, 3, ())))
-            pick = torch.rand(images.shape[0], 1, 1, 1, device=images.device) < 0.5
-            images = torch.where(pick, dropped, images)
         _, label_logits, sign_logits = self.enc_med(images)
         loss = F.cross_entropy(label_logits, batch["label"])
         if sign_logits.shape[1]:
@@ -95,16 +85,23 @@ class IdentityModule(L.LightningModule):
 
 
 class DeIdModule(L.LightningModule):
-    """DeID training of :class:`MedSemDeIDNet` with Enc_med and the identity network frozen.
+    """Trains the face generator of :class:`MedSemDeIDNet` as a conditional VAE-GAN, with
+    Enc_med, the periocular critic and the identity network frozen.
 
-    ``use_medical_prior=False`` is the no-prior ablation: the net has no Enc_med and the
-    medical-consistency term is dropped.
+    Per batch: the VAE path reconstructs x from its own code z ~ q(z|x) and the medical
+    condition of x (so the decoder learns to draw the signs the condition carries); the key
+    path draws z ~ N(0, I) (what a key gives at anonymize time) for the same condition, and its
+    face is judged by the patch discriminator (naturalness), pushed away from x's identity and
+    from a second key's face, and held to x's diagnosis by Enc_med and the periocular critic.
+    Without Enc_med (``medsem_deid_noprior``) the medical terms are dropped.
     """
 
     def __init__(self, net: MedSemDeIDNet, id_net: IdentityEmbedder, cfg: MedSemConfig,
                  med_crop: MedicalSemanticsEncoder | None = None):
         super().__init__()
+        self.automatic_optimization = False  # generator and discriminator take turns
         self.net, self.id_net, self.cfg, self.med_crop = net, id_net, cfg, med_crop
+        self.discriminator = PatchDiscriminator(cfg.disc_width)
         self.net.freeze_prior()
         for critic in (id_net, med_crop):
             if critic is not None:
@@ -120,54 +117,61 @@ class DeIdModule(L.LightningModule):
         return self
 
     def training_step(self, batch, batch_idx):
-        cfg, x = self.cfg, batch["image"]
-        keys = random_keys(x.shape[0], cfg.key_bits, x.device)
-        deid = self.net.encrypt(x, keys)
-        # the key-pair terms (recovery, wrong key, diversity) run on a slice of the batch: the
-        # flow is exactly invertible, so they need far fewer samples than de-identification
-        n = max(1, round(cfg.aux_fraction * x.shape[0]))
-        x_aux, deid_aux, keys_aux = x[:n], deid[:n], keys[:n]
-        other_keys = random_keys(n, cfg.key_bits, x.device)
-        deid_other = self.net.encrypt(x_aux, other_keys)
-        with torch.no_grad():
-            source_emb, source_stem = self.id_net(x)
-        emb, stem = self.id_net(losses.random_translate(deid))
-        emb_other, _ = self.id_net(losses.random_translate(deid_other))
-        recovered = self.net.decrypt(losses.quantisation_noise(deid_aux), keys_aux)
-        wrong, _ = self.id_net(self.net.decrypt(deid_aux, other_keys))
+        cfg, x, landmarks = self.cfg, batch["image"], batch["landmarks"]
+        opt_g, opt_d = self.optimizers()
+        conditions = self.net.condition(x, landmarks)
+        mean, log_var = self.net.identity_encoder(x)
+        recon = self.net.generate(mean + torch.randn_like(mean) * (0.5 * log_var).exp(), conditions)
+        fake = self.net.generate(torch.randn_like(mean), conditions)
 
+        d_loss = losses.discriminator_hinge(self.discriminator(x), self.discriminator(fake.detach()))
+        opt_d.zero_grad()
+        self.manual_backward(d_loss)
+        opt_d.step()
+
+        n = max(1, round(cfg.aux_fraction * x.shape[0]))
+        other = self.net.generate(torch.randn_like(mean[:n]), [c[:n] for c in conditions])
+        with torch.no_grad():
+            source_emb, _ = self.id_net(x)
+        emb, _ = self.id_net(losses.random_translate(fake))
+        emb_other, _ = self.id_net(losses.random_translate(other))
         terms = {
+            "reconstruction": losses.weighted_l1(recon, x, 1 + cfg.w_eye_reconstruction
+                                                 * periocular_mask(landmarks, x.shape[-2:])),
+            "kl": losses.kl_divergence(mean, log_var),
+            "adversarial": losses.generator_hinge(self.discriminator(fake)),
             "identity": losses.identity_push_away(emb, source_emb, cfg.id_margin),
             "diversity": losses.identity_push_away(emb[:n], emb_other, cfg.diversity_margin),
-            "locality": losses.locality(deid, x, batch["landmarks"], cfg.w_locality,
-                                        cfg.w_eye_locality),
-            "naturalness": losses.feature_statistics(stem, source_stem),
-            "smoothness": losses.change_smoothness(deid, x),
-            "recovery": losses.recovery(recovered, x_aux),
-            "wrong_key": losses.identity_push_away(wrong, source_emb[:n], cfg.id_margin),
         }
-        weights = {"identity": cfg.w_identity, "diversity": cfg.w_diversity, "locality": 1.0,
-                   "naturalness": cfg.w_naturalness, "smoothness": cfg.w_smoothness,
-                   "recovery": cfg.w_recovery,
-                   "wrong_key": cfg.w_wrong_key}
+        weights = {"reconstruction": cfg.w_reconstruction, "kl": cfg.w_kl,
+                   "adversarial": cfg.w_adversarial, "identity": cfg.w_identity,
+                   "diversity": cfg.w_diversity}
         if self.net.enc_med is not None:
-            terms["medical"] = losses.medical_consistency(self.net.enc_med, deid, x)
-            weights["medical"] = cfg.w_medical
-        if self.med_crop is not None:
-            landmarks = batch["landmarks"]
-            terms["medical_crop"] = losses.medical_consistency(
-                self.med_crop, periocular_crop(deid, landmarks),
-                periocular_crop(x, landmarks))
-            weights["medical_crop"] = cfg.w_medical_crop
+            if cfg.w_medical:
+                terms["medical"] = losses.medical_consistency(self.net.enc_med, fake, x)
+                weights["medical"] = cfg.w_medical
+            if self.med_crop is not None:
+                terms["medical_crop"] = losses.medical_consistency(
+                    self.med_crop, periocular_crop(fake, landmarks), periocular_crop(x, landmarks))
+                weights["medical_crop"] = cfg.w_medical_crop
         loss = sum(weights[name] * value for name, value in terms.items())
+        opt_g.zero_grad()
+        self.manual_backward(loss)
+        opt_g.step()
+
         self.log_dict({f"loss/{k}": v.detach() for k, v in terms.items()}, batch_size=x.shape[0])
-        self.log("loss", loss, prog_bar=True, batch_size=x.shape[0])
-        with torch.no_grad():
-            self.log("cos_src", (emb * source_emb).sum(1).mean(), prog_bar=True,
-                     batch_size=x.shape[0])
-        return loss
+        self.log_dict({"loss": loss.detach(), "d_loss": d_loss.detach(),
+                       "cos_src": (emb.detach() * source_emb).sum(1).mean()},
+                      prog_bar=True, batch_size=x.shape[0])
+
+    def on_train_epoch_end(self):
+        for scheduler in self.lr_schedulers():
+            scheduler.step()
 
     def configure_optimizers(self):
         params = [p for p in self.net.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=self.cfg.lr)
-        return [opt], [torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(self.cfg.deid_epochs, 1))]
+        opt_g = torch.optim.Adam(params, lr=self.cfg.lr, betas=(0.5, 0.9))
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.cfg.lr, betas=(0.5, 0.9))
+        epochs = max(self.cfg.deid_epochs, 1)
+        return [opt_g, opt_d], [torch.optim.lr_scheduler.CosineAnnealingLR(opt_g, epochs),
+                                torch.optim.lr_scheduler.CosineAnnealingLR(opt_d, epochs)]

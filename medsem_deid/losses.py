@@ -8,7 +8,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics.functional.image import structural_similarity_index_measure
 from torchvision.transforms.functional import gaussian_blur
 
 from data.regions import face_mask, periocular_mask
@@ -32,39 +31,25 @@ def medical_consistency(enc_med, deidentified: Tensor, original: Tensor) -> Tens
     return feature_term + label_term + sign_term
 
 
-def locality(deidentified: Tensor, original: Tensor, landmarks: Tensor, outside_weight: float,
-             eye_weight: float) -> Tensor:
-    """Weighted L1 change: the background must stay put, the periocular signs nearly so."""
-    size = original.shape[-2:]
-    weight = (outside_weight * (1 - face_mask(landmarks, size))
-              + eye_weight * periocular_mask(landmarks, size))
-    return ((deidentified - original).abs() * weight).mean()
+def weighted_l1(output: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """L1 weighted per pixel (the periocular region counts more: the signs are small)."""
+    return ((output - target).abs() * weight).mean()
 
 
-def change_smoothness(deidentified: Tensor, original: Tensor) -> Tensor:
-    """Total variation of the change: the couplings edit alternate pixels, and without this
-    the edit shows as a checkerboard; a natural edit (new colours, shapes) is smooth."""
-    change = deidentified - original
-    return ((change[..., 1:, :] - change[..., :-1, :]).abs().mean()
-            + (change[..., :, 1:] - change[..., :, :-1]).abs().mean())
+def kl_divergence(mean: Tensor, log_var: Tensor) -> Tensor:
+    """KL(q(z|x) || N(0, I)) of the VAE, summed over z, averaged over the batch: keeps the
+    codes a face is reconstructed from distributed like the key-drawn ones."""
+    return 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).sum(1).mean()
 
 
-def feature_statistics(features: Tensor, reference: Tensor) -> Tensor:
-    """Naturalness: channel means and deviations of early features match real faces'."""
-    dims = (0, 2, 3)
-    return (F.mse_loss(features.mean(dims), reference.mean(dims))
-            + F.mse_loss(features.std(dims), reference.std(dims)))
+def discriminator_hinge(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Hinge loss of the patch discriminator (Lim and Ye 2017; as in SAGAN)."""
+    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
 
 
-def recovery(recovered: Tensor, original: Tensor) -> Tensor:
-    """L1 + (1 - SSIM) between the key holder's recovery and the original."""
-    ssim = structural_similarity_index_measure(recovered, original, data_range=1.0)
-    return F.l1_loss(recovered, original) + (1 - ssim)
-
-
-def quantisation_noise(images: Tensor) -> Tensor:
-    """Uniform 8-bit rounding noise, so recovery survives saving the de-identified image."""
-    return (images + (torch.rand_like(images) - 0.5) / 255).clamp(0, 1)
+def generator_hinge(fake_logits: Tensor) -> Tensor:
+    """The generator's side of the hinge GAN: make every patch look real."""
+    return -fake_logits.mean()
 
 
 def random_translate(images: Tensor, pixels: int = 2) -> Tensor:
