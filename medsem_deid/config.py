@@ -1,6 +1,6 @@
 """Hyper-parameters of MedSem-DeID, one preset per profile.
 
-``quick`` trains Enc_med, the periocular critic, the training-time identity network and the
+``toy`` trains each stage for one epoch (the CI pipeline); ``quick`` trains Enc_med, the periocular critic, the training-time identity network and the
 face generator in minutes on a 2-core CPU at 64 px; ``full`` is the GPU preset (wider nets,
 more epochs). Every field is part of :meth:`MedSemDeID.config`, hence of the harness's cache key.
 """
@@ -60,6 +60,11 @@ class MedSemConfig:
 
 
 PROFILES = {
+    # the CI pipeline (--profile ci, 32 px): every stage trains for one epoch, narrow nets
+    "toy": MedSemConfig(
+        width=8, disc_width=8, z_dim=16, med_width=8, med_channels=16, id_width=8, id_dim=16,
+        med_epochs=1, med_crop_epochs=1, id_epochs=1, deid_epochs=1,
+    ),
     "quick": MedSemConfig(),
     "full": MedSemConfig(
         batch_size=64, width=48, disc_width=64, z_dim=128, med_width=48, med_channels=96,
