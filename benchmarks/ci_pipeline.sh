@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export MEMA_BENCH_CACHE=${MEMA_BENCH_CACHE:-$(mktemp -d -t mema-bench-ci-cache.XXXXXX)}
 output=${1:-$(mktemp -d -t mema-bench-ci.XXXXXX)}
+mkdir -p "$output"
 methods=$(python -m benchmark.run --list-methods | awk 'NR > 1 {print $1}')
 total=$SECONDS
 for method in $methods; do
