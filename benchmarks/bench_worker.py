@@ -74,7 +74,7 @@ def timed(argv: list[str], start_method) -> tuple[float, float]:
     the worker reports it: inside bubblewrap's PID namespace it escapes RUSAGE_CHILDREN)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    spec = check_args(parser, args)
+    spec, (run_args,) = check_args(parser, args)  # one run: no --seeds, no --sweep
     methods = []
 
     def start(*pos):
@@ -84,7 +84,7 @@ def timed(argv: list[str], start_method) -> tuple[float, float]:
     original, runner.start_method = runner.start_method, start
     try:
         wall, cpu = time.perf_counter(), _cpu_seconds()
-        runner.run(args, spec)
+        runner.run(run_args, spec)
         wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
         return wall, cpu + sum(m.usage.get("cpu_seconds", 0.0) for m in methods)
     finally:
