@@ -2,8 +2,9 @@
 
 A method's fitted state (its ``state_dict()``: tensors and plain values) is stored under
 ``cache_root()/methods/<name>/<dataset fingerprint>-<hash of profile, seed, config, image
-size>.pt`` and read back with ``weights_only=True``. :func:`find_fitted_state` is the public
-way in for other tools (e.g. a deployment CLI) that reuse a benchmarked method.
+size>.pt`` and read back with ``weights_only=True``. :func:`newest_fitted_state_path` and
+:func:`load_fitted_state` are the public way in for other tools (the photo CLI) that reuse
+a benchmarked method.
 """
 from __future__ import annotations
 
@@ -60,11 +61,3 @@ def load_fitted_state(path: Path) -> dict[str, Any]:
 
 def save_fitted_state(state: dict[str, Any], path: Path) -> None:
     save_checkpoint(state, path)
-
-
-def find_fitted_state(name: str, fingerprint: str, profile: Profile, seed: int,
-                      config: dict[str, Any]) -> dict[str, Any] | None:
-    """The cached fitted state of method ``name`` (its registry name) for this dataset,
-    profile, seed and ``config()``, or None when it was never fitted."""
-    path = fitted_state_path(name, fingerprint, profile, seed, config)
-    return load_fitted_state(path) if path.is_file() else None

@@ -176,7 +176,7 @@ class MedSemDeID(DeIdMethod):
         enc_med = MedicalSemanticsEncoder(self.shapes["num_classes"], self.shapes["num_signs"],
                                           cfg.med_width, cfg.med_channels)
         if path.exists():
-            enc_med.load_state_dict(torch.load(path, map_location="cpu"))
+            enc_med.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             return enc_med
         module = MedicalSemanticsModule(enc_med, cfg.pre_lr, epochs, crop=crop)
         val_loader = _loader(val, 256, False, 0) if val else None
@@ -192,7 +192,7 @@ class MedSemDeID(DeIdMethod):
         L.seed_everything(self.seed * 1000 + 2, verbose=False)  # the identity network's own seed
         id_net = IdentityEmbedder(cfg.id_width, cfg.id_dim)
         if path.exists():
-            id_net.load_state_dict(torch.load(path, map_location="cpu"))
+            id_net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             return id_net
         classes = torch.unique(train["identity"])
         data = {**train, "identity_class": torch.searchsorted(classes, train["identity"])}
@@ -225,7 +225,7 @@ class MedSemDeID(DeIdMethod):
         run_dir = self._stage_path(self.name, tuple(self.config()), fingerprint)
         final = run_dir / "medsem_deid.pt" if run_dir else None
         if final is not None and final.exists():
-            self.load_state_dict(torch.load(final, map_location="cpu"))
+            self.load_state_dict(torch.load(final, map_location="cpu", weights_only=True))
             return
         self.shapes = {"num_classes": len(train.classes), "num_signs": len(train.signs)}
         with contextlib.ExitStack() as stack:

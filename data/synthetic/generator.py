@@ -7,7 +7,7 @@ independently (``data/README.md`` has the full list):
 - identity (per person): face shape, skin tone, eye shape, spacing and tilt, iris colour,
   brows, nose, mouth, hair style/colour/texture, moles, freckles, facial hair, age lines;
 - nuisance (per image): small pose, lighting, expression, gaze, background, sensor noise;
-- medical (per image, prevalence depending on the person's age and sex, CONDITIONS.md):
+- medical (per image, prevalence depending on the person's age and sex, docs/conditions.md):
   one coarse condition with fine-grained signs and laterality, drawn only inside the
   periocular region. Eyelid tumours carry a pixel mask of the nodule (MeMa-Seg).
 
@@ -67,7 +67,7 @@ STYLE_P = {"F": [0.15, 0.45, 0.0, 0.2, 0.12, 0.08], "M": [0.42, 0.06, 0.2, 0.08,
 
 
 def condition_weights(age: np.ndarray, female: np.ndarray) -> np.ndarray:
-    """Relative prevalence ``[N, classes]`` given age and sex (CONDITIONS.md, last column)."""
+    """Relative prevalence ``[N, classes]`` given age and sex (docs/conditions.md, last column)."""
     age = age.astype(float)
     ones = np.ones_like(age)
     return np.stack([
