@@ -118,21 +118,28 @@ class MethodClient:
         # the worker's stdout carries replies; it points its own prints at stderr
         self._process = subprocess.Popen(command, stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, cwd=work_dir, env=env)
-        self._pending_open = dict(
+        # "open" is sent now and answered later (:meth:`_describe`): the worker imports and
+        # builds the method while the harness loads data, instead of after it
+        self._open_sent = self._send("open", dict(
             target=target, options={**options, "work_dir": str(work_dir)},
             threads=torch.get_num_threads(),
-            deterministic=torch.are_deterministic_algorithms_enabled(), quiet=quiet)
-        self._info: dict | None = None
+            deterministic=torch.are_deterministic_algorithms_enabled(), quiet=quiet))
+        self._info: dict | MethodOutputError | None = None
         #: the worker's CPU seconds and peak memory, read when it is closed politely
         self.usage: dict[str, float] = {}
 
     # -- the DeIdMethod surface ---------------------------------------------------------------
     def _describe(self) -> dict:
-        """What the worker built: read lazily, so the worker starts while the harness loads
-        data and evaluators."""
+        """What the worker built (the answer to the "open" sent at start-up), read on first
+        use; a failed open fails every later call alike."""
         if self._info is None:
-            self._info = self.call("open", self._pending_open,
-                                   timeout=max(STARTUP_TIMEOUT, self.timeout or 0))
+            try:
+                self._info = self._reply("open", sent=self._open_sent,
+                                         timeout=max(STARTUP_TIMEOUT, self.timeout or 0))
+            except MethodOutputError as err:  # answered once: later calls fail alike
+                self._info = err
+        if isinstance(self._info, MethodOutputError):
+            raise self._info
         return self._info
 
     description = property(lambda self: self._describe()["description"])
@@ -165,16 +172,31 @@ class MethodClient:
 
     # -- calls --------------------------------------------------------------------------------
     def call(self, name: str, *args: Any, timeout: float | None | str = "default") -> Any:
-        if name != "open":
-            self._describe()
+        self._describe()
         timeout = self.timeout if timeout == "default" else timeout
+        return self._reply(name, timeout=timeout, sent=self._send(name, *args))
+
+    def _send(self, name: str, *args: Any) -> bool:
+        """Write one request; False when the worker is gone (:meth:`_reply` says why)."""
         process = self._process
         if process.poll() is not None or process.stdin.closed:
-            raise WorkerError(f"method {self.name!r}: the worker is not running "
-                              f"(exit code {process.returncode}); cannot call {name}()")
+            return False
         try:
             process.stdin.write(encode({"call": name, "args": _cpu(list(args))}))
             process.stdin.flush()
+        except BrokenPipeError:
+            return False
+        return True
+
+    def _reply(self, name: str, *, timeout: float | None, sent: bool) -> Any:
+        """Read the worker's answer to the request ``name``; every failure names the method."""
+        process = self._process
+        if not sent and process.poll() is not None:
+            raise WorkerError(f"method {self.name!r}: the worker is not running "
+                              f"(exit code {process.returncode}); cannot call {name}()")
+        try:
+            if not sent:
+                raise BrokenPipeError
             deadline = None if timeout is None else time.monotonic() + timeout
             reply = read_message(process.stdout.fileno(), deadline)
         except TimeoutError:
