@@ -156,3 +156,14 @@ def test_a_dying_or_hanging_worker_is_an_error_naming_the_method(tmp_path):
         with pytest.raises(WorkerError, match="'Hangs'.*did not answer within 2 s"):
             method.anonymize(_batch(), None)
         assert method._process.poll() is not None  # stopped, not left behind
+
+
+def test_a_method_that_cannot_be_built_fails_every_call_at_once(tmp_path):
+    """The worker builds the method as soon as it starts (its answer is read later): the
+    failure is reported on first use, and again, without waiting, on every later call."""
+    with _client("BrokenInit", tmp_path, timeout=30) as method:
+        for _ in range(2):
+            with pytest.raises(MethodOutputError, match="'BrokenInit': open.. raised "
+                                                        "RuntimeError: no weights here"):
+                method.anonymize(_batch(), None)
+        assert method.close() == 0  # the worker still answers and stops politely

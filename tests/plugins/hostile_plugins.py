@@ -100,3 +100,13 @@ class Keyed(DeIdMethod):
 
     def recover(self, images, keys):
         return images * 1.25 - 0.25 * keys[:, :1, None, None]
+
+
+class BrokenInit(DeIdMethod):
+    """Cannot be built: its constructor raises."""
+
+    def __init__(self, **kwargs):
+        raise RuntimeError("no weights here")
+
+    def anonymize(self, batch, keys):
+        return batch["image"]
