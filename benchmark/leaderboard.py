@@ -1,7 +1,8 @@
 """Run records and the leaderboard tables generated from them (docs/architecture.md §5).
 
-A run writes one JSON record per (dataset, method) under ``<output>/runs/<dataset>/``; the
-tables ``<output>/<dataset>.csv`` and ``.md`` are always rebuilt from those records, so a
+A run writes one JSON record per (dataset, method, seed) under
+``<output>/runs/<dataset>/<method>/seed-<N>.json``; the tables ``<output>/<dataset>.csv`` and ``.md`` (and a record per row,
+``<output>/runs/<dataset>/<method>.json``) are always rebuilt from those records, so a
 method's new run replaces its old row and keeps every other method's. Tables are generated,
 never edited.
 """
@@ -234,12 +235,39 @@ def markdown_table(frame: pd.DataFrame, records: list[dict], dataset: str) -> st
     return "\n".join(lines) + "\n"
 
 
+def row_record_path(output: Path, dataset: str, method: str) -> Path:
+    """``<output>/runs/<dataset>/<method>.json``: the record of a table row, beside the folder
+    of the seed records it combines."""
+    return runs_dir(output, dataset) / f"{safe_name(method)}.json"
+
+
+def write_row_records(output: Path, dataset: str, records: list[dict]) -> None:
+    """One record per row (:func:`combine_seeds`: what the CSV row shows), naming the seed
+    records and commits behind it; a row record without seed records left is removed."""
+    written = set()
+    for row in combine_seeds(records):
+        folder = safe_name(row["method"])
+        row = dict(row, seed_records=[f"{folder}/seed-{s}.json" for s in row["seeds"]],
+                   git_revisions=sorted({r.get("git_revision") for r in records
+                                         if r["method"] == row["method"]} - {None}))
+        for per_seed in ("git_revision", "created", "phase_seconds", "qualitative"):
+            row.pop(per_seed, None)
+        path = row_record_path(output, dataset, row["method"])
+        write_record(path, row)
+        written.add(path)
+    for path in runs_dir(output, dataset).glob("*.json"):
+        if path not in written:
+            path.unlink()
+
+
 def write_leaderboard(output: Path, dataset: str) -> tuple[Path, Path]:
-    """Rebuild ``<output>/<dataset>.csv`` and ``.md`` from the dataset's run records."""
+    """Rebuild ``<output>/<dataset>.csv`` and ``.md``, and the row records, from the dataset's
+    run records."""
     csv_path, md_path = Path(output) / f"{dataset}.csv", Path(output) / f"{dataset}.md"
     with table_lock(output, dataset):
         records = load_records(output, dataset)
         frame = leaderboard_frame(records)
+        write_row_records(output, dataset, records)
         atomic_write(csv_path, frame.to_csv(index=False))
         atomic_write(md_path, markdown_table(frame, records, dataset))
     return csv_path, md_path

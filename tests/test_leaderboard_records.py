@@ -2,6 +2,7 @@
 with a warning naming it; tables keep the user's umask."""
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -54,3 +55,22 @@ def test_tables_keep_the_users_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "mema.csv").stat().st_mode & 0o777 == 0o644
     assert record_path(tmp_path, "mema", "good").stat().st_mode & 0o777 == 0o644
+
+
+def test_each_row_has_a_record_naming_its_seed_records(tmp_path):
+    """``runs/<dataset>/<method>.json`` is the row (seeds combined) and names its sources; a
+    row whose seed records are gone loses its row record too."""
+    for seed, value in ((0, 0.4), (1, 0.6)):
+        record = dict(_record("blur"), seed=seed, git_revision=f"rev{seed}")
+        record["scores"] = {"reid_top1": {"value": value, "ci_low": value, "ci_high": value}}
+        write_record(record_path(tmp_path, "mema", "blur", seed), record)
+    _publish(tmp_path, "mask")
+    row = json.loads((tmp_path / "runs" / "mema" / "blur.json").read_text())
+    assert row["seeds"] == [0, 1] and row["seed_records"] == ["blur/seed-0.json", "blur/seed-1.json"]
+    assert row["git_revisions"] == ["rev0", "rev1"] and "git_revision" not in row
+    assert row["scores"]["reid_top1"]["value"] == pytest.approx(0.5)
+    assert row["scores"]["reid_top1"]["per_seed"] == [0.4, 0.6]
+    for seed in (0, 1):
+        record_path(tmp_path, "mema", "blur", seed).unlink()
+    write_leaderboard(tmp_path, "mema")
+    assert sorted(p.name for p in (tmp_path / "runs" / "mema").glob("*.json")) == ["mask.json"]
