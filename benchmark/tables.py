@@ -78,10 +78,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write the paper's tables (main comparison, MedSem-DeID "
                         "ablation, reversibility) in Markdown and LaTeX and the frontier as "
                         "PDF/PNG under OUTPUT/paper/<dataset>/")
+    parser.add_argument("--readme", type=Path, metavar="FILE",
+                        help="also rewrite the results table between FILE's "
+                        "'<!-- results:<dataset> -->' and '<!-- /results -->' markers "
+                        "(worst case first; e.g. README.md)")
     args = parser.parse_args(argv)
+    if args.readme and not args.readme.is_file():
+        parser.error(f"--readme: {args.readme} is not a file")
     written = rebuild(args.output, args.dataset, paper=args.paper)
     if not written:
         parser.error(f"no run records under {args.output / 'runs'}")
+    if args.readme:
+        from benchmark.paper import update_readme
+
+        datasets = args.dataset or sorted(p.name for p in (args.output / "runs").iterdir())
+        written += [args.readme for d in datasets if update_readme(args.readme, args.output, d)]
     for path in written:
         print(path)
     return 0
