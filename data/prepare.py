@@ -26,7 +26,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from .files import atomic_directory
-from .layout import METADATA, MeMaFormatError, format_landmarks, open_image, read_metadata, write_classes
+from .layout import (METADATA, MeMaFormatError, format_landmarks, open_image, read_metadata,
+                     write_classes)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}

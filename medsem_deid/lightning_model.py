@@ -61,7 +61,8 @@ class MedicalSemanticsModule(L.LightningModule):
 class IdentityModule(L.LightningModule):
     """Trains the identity network with a CosFace margin softmax (Wang et al., CVPR 2018) over
     the training split's identities (``identity_class``: dataset ids mapped to classes), with
-    optional occlusion augmentation (:func:`benchmark.api.nn.occlude`) so periocular cues count too."""
+    optional occlusion augmentation (:func:`benchmark.api.nn.occlude`) so periocular cues
+    count too."""
 
     def __init__(self, id_net: IdentityEmbedder, num_identities: int, lr: float = 2e-3,
                  epochs: int = 10, scale: float = 16.0, margin: float = 0.2,

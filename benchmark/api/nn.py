@@ -49,7 +49,8 @@ def occlude(images: Tensor, landmarks: Tensor, p_keep_eyes: float, p_erase: floa
     region = face_mask(landmarks, (h, w)) * (1 - periocular_mask(landmarks, (h, w)))
     chosen = (torch.rand(b, 1, 1, 1, device=dev) < p_keep_eyes).float()
     colour = torch.where(torch.rand(b, 1, 1, 1, device=dev) < p_grey,
-                         torch.full((b, 3, 1, 1), 0.5, device=dev), torch.rand(b, 3, 1, 1, device=dev))
+                         torch.full((b, 3, 1, 1), 0.5, device=dev),
+                         torch.rand(b, 3, 1, 1, device=dev))
     sigma = max(h, w) / 16
     blurred = gaussian_blur(images, [int(4 * sigma) | 1] * 2, [sigma, sigma])
     fill = torch.where(torch.rand(b, 1, 1, 1, device=dev) < p_solid, colour.expand_as(images),
