@@ -70,10 +70,10 @@ def materialize(loader, keys: Iterable[str] | None = None) -> dict[str, Tensor]:
 def tensor_loader(tensors: dict[str, Tensor], batch_size: int, shuffle: bool,
                   seed: int) -> DataLoader:
     """Batches of ``tensors`` (an :class:`InMemoryBatches`), shuffled in the order ``seed``
-    fixes; a shuffled loader drops the last incomplete batch (BatchNorm needs two images)."""
+    fixes; a shuffled loader drops a last batch of one image (BatchNorm cannot train on it)."""
     count = len(next(iter(tensors.values())))
     return DataLoader(InMemoryBatches(tensors), batch_size=batch_size, shuffle=shuffle,
-                      drop_last=shuffle and count > batch_size,
+                      drop_last=shuffle and count % batch_size == 1,
                       generator=torch.Generator().manual_seed(seed), collate_fn=lambda b: b)
 
 
