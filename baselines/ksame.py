@@ -20,10 +20,11 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from baselines.classic import REGIONS, region_mask
 from benchmark.api import DeIdMethod
+from benchmark.api.nn import conv_norm_act
+from benchmark.api.training import derive_seed, make_trainer, tensor_loader
 from data.regions import CANONICAL_LANDMARKS, periocular_crop
 
 #: classifier epochs per profile
@@ -32,16 +33,10 @@ EPOCHS = {"toy": 3, "quick": 20, "full": 60}
 CROP = (24, 48)
 
 
-
-
 def class_picker(num_classes: int, width: int = 32) -> nn.Module:
     """A four-layer CNN that guesses the disease class of a face for the partition choice."""
 
-    def block(cin: int, cout: int) -> nn.Sequential:
-        return nn.Sequential(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
-        )
-
+    block = conv_norm_act
     return nn.Sequential(
         block(3, width // 2), nn.MaxPool2d(2),
         block(width // 2, width), nn.MaxPool2d(2),
@@ -57,7 +52,7 @@ class _ClassPickerModule(L.LightningModule):
         self.net, self.lr = net, lr
 
     def training_step(self, batch, _):
-        images, labels = batch
+        images, labels = batch["image"], batch["label"]
         # a coarse class does not depend on which side a sign is on, so mirroring keeps the label
         flip = torch.rand(images.shape[0], device=images.device) < 0.5
         images = torch.where(flip[:, None, None, None], images.flip(-1), images)
@@ -140,15 +135,12 @@ class KSameSelect(DeIdMethod):
 
     def _train_classifier(self, crops: Tensor, labels: Tensor) -> nn.Module:
         # own seed, and a forked RNG so fitting leaves the caller's random state alone
+        seed = derive_seed(self.seed, "class_picker")
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed + 7919)
+            torch.manual_seed(seed)
             net = class_picker(self.num_classes)
-            loader = DataLoader(TensorDataset(crops, labels), batch_size=64, shuffle=True)
-            trainer = L.Trainer(**{
-                "max_epochs": self.classifier_epochs, "logger": False,
-                "enable_checkpointing": False, "enable_model_summary": False,
-                "default_root_dir": self.work_dir, **self.trainer_kwargs,
-            })
+            loader = tensor_loader({"image": crops, "label": labels}, 64, True, seed)
+            trainer = make_trainer(self.work_dir, self.classifier_epochs, self.trainer_kwargs)
             trainer.fit(_ClassPickerModule(net), loader)
         return net.cpu().eval()
 

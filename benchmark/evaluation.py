@@ -10,7 +10,6 @@ highest identity-protocol top-1 over the attacks that ran.
 from __future__ import annotations
 
 import logging
-import os
 import resource
 import sys
 import time
@@ -33,6 +32,7 @@ from benchmark.naturalness import kid_score
 from benchmark.profiles import AttackConfig, EvaluatorConfig
 from benchmark.scores import worst_case_names
 from benchmark.scoring import Score, count_score, mean_score, statistic_score
+from data.files import atomic_torch_save
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +116,7 @@ def clean_outputs(test_loader, evaluators: Evaluators, *, lesion_masks: dict[int
     result = {k: out.get(k) for k in ("index", *CLEAN_KEYS)}
     result["clean_dice"] = clean_dice.per_sample().cpu()
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-        torch.save(result, tmp)
-        os.replace(tmp, cache)
+        atomic_torch_save(result, cache)
     return result
 
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import statistics
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import pandas as pd
 from filelock import FileLock
 
 from benchmark.scores import is_defined, declared, family_of
+from data.files import atomic_write
 
 #: columns of the Markdown table that are not scores
 _TEXT_COLUMNS = ("method", "reversible", "seeds", "worst attack")
@@ -31,21 +30,6 @@ _TEXT_COLUMNS = ("method", "reversible", "seeds", "worst attack")
 def safe_name(name: str) -> str:
     """A file name for a method name (``module:Class`` names contain ':' and '.')."""
     return re.sub(r"[^\w.-]+", "_", name)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files: keep the user's umask
-    with os.fdopen(fd, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
 
 
 def table_lock(output: Path, dataset: str) -> FileLock:

@@ -20,7 +20,8 @@ from typing import Callable
 
 import pandas as pd
 
-from benchmark.leaderboard import atomic_write, leaderboard_frame, load_records
+from benchmark.leaderboard import leaderboard_frame, load_records
+from data.files import atomic_write
 from benchmark.scores import ScoreSpec, declared, is_defined
 
 

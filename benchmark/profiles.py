@@ -47,7 +47,7 @@ class SegmenterConfig:
 @dataclass(frozen=True)
 class IdentityConfig:
     """Learned identity recogniser: embedding network trained with a CosFace margin loss and
-    occlusion augmentation (``benchmark.evaluators.identity.occlude``)."""
+    occlusion augmentation (``benchmark.api.nn.occlude``)."""
 
     #: ``face_cnn`` (small plain CNN keeping a 4x4 spatial map) or a timm model name
     backbone: str = "face_cnn"

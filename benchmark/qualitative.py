@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from benchmark.leaderboard import atomic_write  # noqa: E402
+from data.files import atomic_write  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:

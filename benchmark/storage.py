@@ -6,13 +6,14 @@ An unreadable file is one line naming the file and the flag that rebuilds it.
 """
 from __future__ import annotations
 
-import os
 import pickle
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from data.files import atomic_torch_save
 
 
 class CorruptCacheError(RuntimeError):
@@ -21,10 +22,7 @@ class CorruptCacheError(RuntimeError):
 
 def save_checkpoint(obj: Any, path: Path) -> None:
     """Write ``obj`` to ``path`` atomically (a crash leaves the old file or none)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save(obj, path)
 
 
 def load_checkpoint(path: Path, rebuild_flag: str) -> Any:

@@ -26,12 +26,9 @@ from torchvision.transforms.functional import gaussian_blur
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MultilabelF1Score
 from tqdm import tqdm
 
+from .layers import CosFaceHead, conv_norm_act
 from .mema import MeMaDataModule
 from .regions import face_mask, periocular_mask
-
-
-def conv_block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class SmallCNN(nn.Module):
@@ -42,10 +39,10 @@ class SmallCNN(nn.Module):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            conv_block(3, w), nn.MaxPool2d(2),  # one cheap layer at full resolution
-            conv_block(w, 2 * w), conv_block(2 * w, 2 * w), nn.MaxPool2d(2),
-            conv_block(2 * w, 4 * w), nn.MaxPool2d(2),
-            conv_block(4 * w, 4 * w), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+            conv_norm_act(3, w), nn.MaxPool2d(2),  # one cheap layer at full resolution
+            conv_norm_act(w, 2 * w), conv_norm_act(2 * w, 2 * w), nn.MaxPool2d(2),
+            conv_norm_act(2 * w, 4 * w), nn.MaxPool2d(2),
+            conv_norm_act(4 * w, 4 * w), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
         )
         self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(64 * w, 256), nn.ReLU(inplace=True), nn.Linear(256, out_features))
 
@@ -103,20 +100,6 @@ def disease_scores(dm: MeMaDataModule, epochs: int, seed: int) -> tuple[nn.Modul
     )
 
 
-class CosFaceLoss(nn.Module):
-    """Large-margin cosine loss over learnable class centres (Wang et al., CVPR 2018)."""
-
-    def __init__(self, dim: int, classes: int, scale: float = 16.0, margin: float = 0.25) -> None:
-        super().__init__()
-        self.centres = nn.Parameter(torch.randn(classes, dim) * 0.1)
-        self.scale, self.margin = scale, margin
-
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        cos = F.normalize(embeddings) @ F.normalize(self.centres).T
-        cos = cos - self.margin * F.one_hot(labels, cos.shape[1])
-        return F.cross_entropy(self.scale * cos, labels)
-
-
 def keep_eyes(images: Tensor, landmarks: Tensor) -> Tensor:
     """Only the periocular region, the rest a flat grey (what an eye-keeping method leaves)."""
     region = periocular_mask(landmarks, images.shape[-2:])
@@ -137,12 +120,12 @@ def reidentification_scores(dm: MeMaDataModule, epochs: int, seed: int, view=Non
     remap = {int(i): k for k, i in enumerate(train_ids.unique().tolist())}
     torch.manual_seed(seed + 1)
     model = SmallCNN(128)
-    margin = CosFaceLoss(128, len(remap))
+    margin = CosFaceHead(128, len(remap), scale=16.0, margin=0.25, init_std=0.1)
     params = nn.ModuleList([model, margin])
 
     def loss_fn(_, images, batch):
         labels = torch.tensor([remap[int(i)] for i in batch["identity"]])
-        return margin(model(view(images, batch["landmarks"])), labels)
+        return F.cross_entropy(margin(model(view(images, batch["landmarks"])), labels), labels)
 
     train(params, dm.train_dataloader(), loss_fn, epochs, 3e-3, seed, "identity recogniser")
     embeddings, identities = [], []

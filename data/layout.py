@@ -16,9 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,28 +192,6 @@ def dataset_fingerprint(root: str | Path) -> str:
         path = root / rel
         digest.update(f"{rel}:{path.stat().st_size if path.exists() else -1};".encode())
     return digest.hexdigest()[:16]
-
-
-@contextmanager
-def atomic_directory(out: str | Path):
-    """Yield a temporary directory beside ``out`` that becomes ``out`` only on success,
-    so an interrupted import or generation never leaves a half-written dataset."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} already exists and is not empty; choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-        try:
-            if out.exists():
-                out.rmdir()  # still empty, else another process got there first
-            os.replace(tmp, out)
-        except OSError as err:
-            raise FileExistsError(f"{out} appeared while it was being written ({err})") from err
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_classes(root: Path, classes: list[str], signs: list[str]) -> None:

@@ -25,7 +25,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .layout import METADATA, MeMaFormatError, atomic_directory, format_landmarks, open_image, read_metadata, write_classes
+from .files import atomic_directory
+from .layout import (METADATA, MeMaFormatError, format_landmarks, open_image, read_metadata,
+                     write_classes)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}

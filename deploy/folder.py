@@ -21,10 +21,12 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from data.files import atomic_file
+
 from .detect import Face, FaceDetector, aligned_face
 from .keys import file_fingerprint, key_from_hex, key_to_hex, read_key_file, write_key_file
 from .methods import PhotoMethod, load_for_photos
-from .photo import MAX_PIXELS, PHOTO_SUFFIXES, Photo, PhotoError, atomic_file, read_photo, write_photo
+from .photo import MAX_PIXELS, PHOTO_SUFFIXES, Photo, PhotoError, read_photo, write_photo
 from .pipeline import anonymize_photo, recover_photo
 
 REPORT_COLUMNS = ("file", "faces", "boxes", "method", "seconds", "status")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .photo import atomic_file
+from data.files import atomic_file
 
 KEY_FILE_VERSION = 1
 

@@ -7,15 +7,14 @@ one). Writes are atomic: a temporary file beside the target, renamed when comple
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from data.files import atomic_file
 
 #: photos above this many pixels are refused (the header is read, the image is not decoded);
 #: 40 MP is above every phone and clinic camera, well below what would exhaust memory.
@@ -107,27 +106,3 @@ def copy_photo(src: str | Path, dst: str | Path, max_pixels: int = MAX_PIXELS) -
     """Copy the pixels of ``src`` to ``dst`` (``--no-face copy``): re-encoded, so its metadata
     is stripped like every other output."""
     write_photo(read_photo(src, max_pixels), dst)
-
-
-def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-@contextmanager
-def atomic_file(path: str | Path, mode: int | None = None):
-    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
-    The file gets ``mode`` (default: what ``open`` would give under the umask)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, _default_mode() if mode is None else mode)
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-

@@ -8,12 +8,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from benchmark.api.nn import CosFaceHead, occlude, random_shift
 from data.regions import periocular_crop, periocular_mask
 
 from . import losses
 from .config import MedSemConfig
 from .torch_model import (IdentityEmbedder, MedicalSemanticsEncoder, MedSemDeIDNet,
                           PatchDiscriminator)
+
+
+def _shift(images: Tensor) -> Tensor:
+    """Up to 2 px of misalignment: the identity push-away must hold under it, which
+    discourages pixel-exact adversarial noise."""
+    return random_shift(images, 2)
 
 
 class MedicalSemanticsModule(L.LightningModule):
@@ -30,7 +37,7 @@ class MedicalSemanticsModule(L.LightningModule):
             images = periocular_crop(images, batch["landmarks"],
                                             jitter=0.1 if self.training else 0.0)
         elif self.training:
-            images = losses.random_translate(images)
+            images = _shift(images)
         _, label_logits, sign_logits = self.enc_med(images)
         loss = F.cross_entropy(label_logits, batch["label"])
         if sign_logits.shape[1]:
@@ -54,7 +61,8 @@ class MedicalSemanticsModule(L.LightningModule):
 class IdentityModule(L.LightningModule):
     """Trains the identity network with a CosFace margin softmax (Wang et al., CVPR 2018) over
     the training split's identities (``identity_class``: dataset ids mapped to classes), with
-    optional occlusion augmentation (:func:`losses.occlude`) so periocular cues count too."""
+    optional occlusion augmentation (:func:`benchmark.api.nn.occlude`) so periocular cues
+    count too."""
 
     def __init__(self, id_net: IdentityEmbedder, num_identities: int, lr: float = 2e-3,
                  epochs: int = 10, scale: float = 16.0, margin: float = 0.2,
@@ -62,20 +70,19 @@ class IdentityModule(L.LightningModule):
         super().__init__()
         self.id_net, self.lr, self.epochs = id_net, lr, epochs
         self.p_keep_eyes, self.p_erase = p_keep_eyes, p_erase
-        self.scale, self.margin = scale, margin
-        dim = id_net.embed[-1].out_features
-        self.proxies = torch.nn.Parameter(torch.randn(num_identities, dim) * 0.1)
+        self.head = CosFaceHead(id_net.embed[-1].out_features, num_identities, scale, margin,
+                                init_std=0.1)
 
     def training_step(self, batch, batch_idx):
         images = batch["image"]
         if self.p_keep_eyes or self.p_erase:  # occlusion-robust: learn the periocular cues too
-            images = losses.occlude(images, batch["landmarks"], self.p_keep_eyes, self.p_erase)
-        emb, _ = self.id_net(losses.random_translate(images))
-        cos = emb @ F.normalize(self.proxies, dim=1).T
+            # a solid fill is always a random colour, half the time (else a blur)
+            images = occlude(images, batch["landmarks"], self.p_keep_eyes, self.p_erase,
+                             p_solid=0.5, p_grey=0.0)
+        emb, _ = self.id_net(_shift(images))
         target = batch["identity_class"]
-        logits = self.scale * (cos - self.margin * F.one_hot(target, cos.shape[1]))
-        loss = F.cross_entropy(logits, target)
-        acc = (cos.argmax(1) == target).float().mean()
+        loss = F.cross_entropy(self.head(emb, target), target)
+        acc = (self.head.cosine(emb).argmax(1) == target).float().mean()
         self.log_dict({"id_loss": loss, "id_acc": acc}, prog_bar=True, batch_size=emb.shape[0])
         return loss
 
@@ -133,8 +140,8 @@ class DeIdModule(L.LightningModule):
         other = self.net.generate(torch.randn_like(mean[:n]), [c[:n] for c in conditions])
         with torch.no_grad():
             source_emb, _ = self.id_net(x)
-        emb, _ = self.id_net(losses.random_translate(fake))
-        emb_other, _ = self.id_net(losses.random_translate(other))
+        emb, _ = self.id_net(_shift(fake))
+        emb_other, _ = self.id_net(_shift(other))
         terms = {
             "reconstruction": losses.weighted_l1(recon, x, 1 + cfg.w_eye_reconstruction
                                                  * periocular_mask(landmarks, x.shape[-2:])),

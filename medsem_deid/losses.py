@@ -8,9 +8,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.transforms.functional import gaussian_blur
-
-from data.regions import face_mask, periocular_mask
 
 
 def identity_push_away(embedding: Tensor, reference: Tensor, margin: float) -> Tensor:
@@ -50,44 +47,3 @@ def discriminator_hinge(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
 def generator_hinge(fake_logits: Tensor) -> Tensor:
     """The generator's side of the hinge GAN: make every patch look real."""
     return -fake_logits.mean()
-
-
-def random_translate(images: Tensor, pixels: int = 2) -> Tensor:
-    """Shift the batch by up to ``pixels`` (reflect padding): the identity push-away must hold
-    under small misalignment, which discourages pixel-exact adversarial noise."""
-    dy, dx = torch.randint(-pixels, pixels + 1, (2,)).tolist()
-    h, w = images.shape[-2:]
-    padded = F.pad(images, (pixels, pixels, pixels, pixels), mode="reflect")
-    return padded[..., pixels + dy: pixels + dy + h, pixels + dx: pixels + dx + w]
-
-
-def occlude(images: Tensor, landmarks: Tensor, p_keep_eyes: float, p_erase: float) -> Tensor:
-    """Occlusion augmentation for the training-time identity network, so it also learns the
-    periocular identity cues (iris colour, eye shape and spacing, brows, skin around the eyes)
-    instead of leaning on the whole face; its push-away then removes those cues too (random
-    erasing, Zhong et al., AAAI 2020). Per image, independently:
-
-    - with ``p_keep_eyes``: the face outside the periocular region becomes a solid colour or a
-      strong blur (what eye-keeping de-identification leaves);
-    - with ``p_erase``: a random rectangle (2-25 % of the image) gets a random colour.
-    """
-    b, _, h, w = images.shape
-    dev = images.device
-    region = face_mask(landmarks, (h, w)) * (1 - periocular_mask(landmarks, (h, w)))
-    sigma = max(h, w) / 16
-    blurred = gaussian_blur(images, [int(4 * sigma) | 1] * 2, [sigma, sigma])
-    colour = torch.rand(b, 3, 1, 1, device=dev).expand_as(images)
-    fill = torch.where(torch.rand(b, 1, 1, 1, device=dev) < 0.5, colour, blurred)
-    keep_eyes = (torch.rand(b, 1, 1, 1, device=dev) < p_keep_eyes).float()
-    out = torch.lerp(images, fill, region * keep_eyes)
-    # random erasing: box size and position per image
-    area = (0.02 + 0.23 * torch.rand(b, 1, 1, device=dev)) * h * w
-    aspect = torch.exp((torch.rand(b, 1, 1, device=dev) - 0.5) * 2.2)
-    eh, ew = (area * aspect).sqrt().clamp(1, h), (area / aspect).sqrt().clamp(1, w)
-    y0, x0 = torch.rand(b, 1, 1, device=dev) * (h - eh), torch.rand(b, 1, 1, device=dev) * (w - ew)
-    ys = torch.arange(h, device=dev).view(1, h, 1)
-    xs = torch.arange(w, device=dev).view(1, 1, w)
-    box = ((ys >= y0) & (ys < y0 + eh) & (xs >= x0) & (xs < x0 + ew)).unsqueeze(1).float()
-    erase = box * (torch.rand(b, 1, 1, 1, device=dev) < p_erase).float()
-    return torch.lerp(out, torch.rand(b, 3, 1, 1, device=dev).expand_as(out), erase)
-

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,9 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader
 
 from benchmark.api import DeIdMethod
+from benchmark.api.training import (data_fingerprint, derive_seed, load_stage, make_trainer,
+                                    materialize, metrics_line, save_stage, stage_path,
+                                    tensor_loader)
 from data.regions import CANONICAL_LANDMARKS
 
 from . import payload
@@ -42,74 +41,6 @@ _ENC_MED_FIELDS = ("med_width", "med_channels", "med_epochs", "pre_lr", "batch_s
 _MED_CROP_FIELDS = ("med_width", "med_channels", "med_crop_epochs", "pre_lr", "batch_size")
 _ID_NET_FIELDS = ("id_width", "id_dim", "id_epochs", "pre_lr", "batch_size", "id_keep_eyes",
                   "id_erase")
-
-
-class InMemoryBatches(torch.utils.data.Dataset):
-    """A split held as tensors (images as uint8), served a whole batch at a time: at 64 px a
-    re-decode of every PNG each epoch would cost more than the small networks themselves."""
-
-    def __init__(self, tensors: dict[str, Tensor]):
-        self.tensors = tensors
-
-    def __len__(self) -> int:
-        return len(self.tensors["image"])
-
-    def __getitems__(self, indices: list[int]) -> dict[str, Tensor]:
-        index = torch.as_tensor(indices)
-        batch = {k: v[index] for k, v in self.tensors.items()}
-        batch["image"] = batch["image"].float() / 255
-        return batch
-
-
-def materialize(loader) -> dict[str, Tensor]:
-    """Read a split once into tensors (images as uint8: the stored images are 8-bit)."""
-    parts: dict[str, list[Tensor]] = {}
-    for batch in loader:
-        for key in _BATCH_KEYS:
-            if key in batch:
-                value = batch[key]
-                if key == "image":
-                    value = (value.clamp(0, 1) * 255).round().to(torch.uint8)
-                parts.setdefault(key, []).append(value)
-    if not parts:
-        raise ValueError("the training dataloader of the datamodule is empty")
-    return {k: torch.cat(v) for k, v in parts.items()}
-
-
-def _loader(tensors: dict[str, Tensor], batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(InMemoryBatches(tensors), batch_size=batch_size, shuffle=shuffle,
-                      drop_last=shuffle and len(tensors["image"]) > batch_size,
-                      generator=generator, collate_fn=lambda batch: batch)
-
-
-def _fingerprint(datamodule) -> str:
-    """The dataset's fingerprint (part of the work_dir key), when the datamodule has a root."""
-    root = getattr(datamodule, "root", None)
-    if root is None:
-        return ""
-    from data import dataset_fingerprint  # the data package, not the harness
-
-    return dataset_fingerprint(root)
-
-
-class _EpochLog(L.Callback):
-    """One log line per epoch, for runs without a progress bar (``--quiet``)."""
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        log.info("%s epoch %d: %s", type(pl_module).__name__, trainer.current_epoch,
-                 _metrics(trainer))
-
-
-def _metrics(trainer: L.Trainer) -> str:
-    return ", ".join(f"{k}={float(v):.3f}" for k, v in sorted(trainer.callback_metrics.items()))
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 class MedSemDeID(DeIdMethod):
@@ -129,6 +60,9 @@ class MedSemDeID(DeIdMethod):
     use_medical_prior = True
     #: images per forward pass of the generator in anonymize
     chunk_size = 256
+    #: what fit learns from a config; bumped when it changes without a config change (seeds,
+    #: layers), so cached fits and stages of the old recipe are not reused
+    fit_recipe = 2
 
     def __init__(self, *, profile: str = "quick", seed: int = 0, work_dir=None,
                  trainer_kwargs=None, **options):
@@ -142,67 +76,60 @@ class MedSemDeID(DeIdMethod):
         self.neutral_face: Tensor | None = None
 
     def config(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self.cfg), "medical_prior": self.use_medical_prior}
+        return {**dataclasses.asdict(self.cfg), "medical_prior": self.use_medical_prior,
+                "fit_recipe": self.fit_recipe}
 
     # -- training --------------------------------------------------------------------------------
     def _stage_path(self, stage: str, fields: tuple[str, ...], fingerprint: str) -> Path | None:
-        """Where a stage's result lives: ``work_dir/<stage>-<hash of what it depends on>``, so
-        e.g. a new DeID loss weight reuses the trained Enc_med and identity network."""
-        if self.work_dir is None:
-            return None
+        """Where a stage's result lives under ``work_dir``, keyed by the config ``fields`` it
+        depends on (and the recipe), the seed and the data."""
         config = self.config()
-        blob = json.dumps({"config": {k: config[k] for k in fields}, "seed": self.seed,
-                           "data": fingerprint}, sort_keys=True)
-        return self.work_dir / f"{stage}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
+        return stage_path(self.work_dir, stage, {k: config[k] for k in (*fields, "fit_recipe")},
+                          self.seed, fingerprint)
 
     def _trainer(self, root: Path, epochs: int, *, resumable: bool = False) -> L.Trainer:
-        callbacks = [_EpochLog()]
-        if resumable:
-            # monitor=None, top-1: the newest epoch is kept (and copied to last.ckpt) each epoch
-            callbacks.append(L.pytorch.callbacks.ModelCheckpoint(
-                dirpath=root, save_last=True, save_top_k=1, every_n_epochs=1))
-        kwargs = dict(max_epochs=epochs, default_root_dir=root, logger=False,
-                      enable_checkpointing=resumable, callbacks=callbacks,
-                      enable_model_summary=False, deterministic="warn", log_every_n_steps=10)
-        kwargs.update(self.trainer_kwargs)
-        return L.Trainer(**kwargs)
+        return make_trainer(root, epochs, self.trainer_kwargs, resumable=resumable)
 
     def _fit_enc_med(self, path: Path, train: dict, val: dict | None,
                      crop: bool = False) -> MedicalSemanticsEncoder:
         """Enc_med (``crop=False``) or the periocular medical critic (``crop=True``)."""
         cfg = self.cfg
         epochs = cfg.med_crop_epochs if crop else cfg.med_epochs
-        L.seed_everything(self.seed * 1000 + (4 if crop else 1), verbose=False)  # own seeds
+        stage = "med_crop" if crop else "enc_med"
+        seed = derive_seed(self.seed, stage)  # each network its own seed
+        L.seed_everything(seed, verbose=False)
         enc_med = MedicalSemanticsEncoder(self.shapes["num_classes"], self.shapes["num_signs"],
                                           cfg.med_width, cfg.med_channels)
         if path.exists():
-            enc_med.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            enc_med.load_state_dict(load_stage(path))
             return enc_med
         module = MedicalSemanticsModule(enc_med, cfg.pre_lr, epochs, crop=crop)
-        val_loader = _loader(val, 256, False, 0) if val else None
+        val_loader = tensor_loader(val, 256, False, 0) if val else None
         trainer = self._trainer(path.parent, epochs)
-        trainer.fit(module, _loader(train, cfg.batch_size, True, self.seed + 1), val_loader)
-        log.info("%s trained: %s", "periocular critic" if crop else "Enc_med", _metrics(trainer))
+        trainer.fit(module, tensor_loader(train, cfg.batch_size, True, seed), val_loader)
+        log.info("%s trained: %s", "periocular critic" if crop else "Enc_med",
+                 metrics_line(trainer))
         if not self._smoke_run():
-            _save_atomic(enc_med.state_dict(), path)
+            save_stage(enc_med.state_dict(), path)
         return enc_med
 
     def _fit_id_net(self, path: Path, train: dict) -> IdentityEmbedder:
         cfg = self.cfg
-        L.seed_everything(self.seed * 1000 + 2, verbose=False)  # the identity network's own seed
+        seed = derive_seed(self.seed, "id_net")  # the identity network's own seed
+        L.seed_everything(seed, verbose=False)
         id_net = IdentityEmbedder(cfg.id_width, cfg.id_dim)
         if path.exists():
-            id_net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            id_net.load_state_dict(load_stage(path))
             return id_net
         classes = torch.unique(train["identity"])
         data = {**train, "identity_class": torch.searchsorted(classes, train["identity"])}
         module = IdentityModule(id_net, len(classes), cfg.pre_lr, cfg.id_epochs,
                                 p_keep_eyes=cfg.id_keep_eyes, p_erase=cfg.id_erase)
         trainer = self._trainer(path.parent, cfg.id_epochs)
-        trainer.fit(module, _loader(data, cfg.batch_size, True, self.seed + 2))
-        log.info("identity network trained: %s", _metrics(trainer))
+        trainer.fit(module, tensor_loader(data, cfg.batch_size, True, seed))
+        log.info("identity network trained: %s", metrics_line(trainer))
         if not self._smoke_run():
-            _save_atomic(id_net.state_dict(), path)
+            save_stage(id_net.state_dict(), path)
         return id_net
 
     def _smoke_run(self) -> bool:
@@ -221,21 +148,21 @@ class MedSemDeID(DeIdMethod):
         face generator; every stage is cached under ``work_dir`` (keyed by config, seed and
         dataset fingerprint)."""
         train.setup()
-        fingerprint = _fingerprint(train)
+        fingerprint = data_fingerprint(train)
         run_dir = self._stage_path(self.name, tuple(self.config()), fingerprint)
         final = run_dir / "medsem_deid.pt" if run_dir else None
         if final is not None and final.exists():
-            self.load_state_dict(torch.load(final, map_location="cpu", weights_only=True))
+            self.load_state_dict(load_stage(final))
             return
         self.shapes = {"num_classes": len(train.classes), "num_signs": len(train.signs)}
         with contextlib.ExitStack() as stack:
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             run_dir = run_dir or scratch / self.name
-            train_data = materialize(train.train_dataloader())
+            train_data = materialize(train.train_dataloader(), _BATCH_KEYS)
             self.neutral_face = train_data["image"].float().mean(0) / 255
             enc_med = med_crop = None
             if self.use_medical_prior:
-                val_data = materialize(train.val_dataloader())
+                val_data = materialize(train.val_dataloader(), _BATCH_KEYS)
                 path = self._stage_path("enc_med", _ENC_MED_FIELDS, fingerprint)
                 enc_med = self._fit_enc_med(path.with_suffix(".pt") if path else scratch / "enc_med.pt",
                                             train_data, val_data)
@@ -249,18 +176,19 @@ class MedSemDeID(DeIdMethod):
                                       train_data)
             self._fit_deid(run_dir, train_data, enc_med, id_net, med_crop)
         if final is not None and not self._smoke_run():
-            _save_atomic(self.state_dict(), final)
+            save_stage(self.state_dict(), final)
 
     def _fit_deid(self, root: Path, train: dict, enc_med, id_net, med_crop=None) -> None:
-        L.seed_everything(self.seed * 1000 + 3, verbose=False)
+        seed = derive_seed(self.seed, "deid")
+        L.seed_everything(seed, verbose=False)
         net = self._build_net(enc_med)
         net.generator.set_template(self.neutral_face)
         module = DeIdModule(net, id_net, self.cfg, med_crop)
         last = root / "deid" / "last.ckpt"
         trainer = self._trainer(root / "deid", self.cfg.deid_epochs, resumable=not self._smoke_run())
-        trainer.fit(module, _loader(train, self.cfg.batch_size, True, self.seed + 3),
+        trainer.fit(module, tensor_loader(train, self.cfg.batch_size, True, seed),
                     ckpt_path=last if last.exists() else None)
-        log.info("face generator trained: %s", _metrics(trainer))
+        log.info("face generator trained: %s", metrics_line(trainer))
         self.net = net.cpu().eval()
 
     # -- caching ---------------------------------------------------------------------------------

@@ -14,17 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchmark.api.nn import conv_norm_act
 from data.regions import periocular_mask
 
 
-def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
-                         nn.SiLU())
+def conv_bn(cin: int, cout: int, stride: int = 1):
+    return conv_norm_act(cin, cout, stride=stride, norm="batch", act="silu")
 
 
-def conv_gn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+def conv_gn(cin: int, cout: int, stride: int = 1):
     # GroupNorm, not BatchNorm: a de-identified face must not depend on its batch-mates
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(8, cout), nn.SiLU())
+    return conv_norm_act(cin, cout, stride=stride, norm="group", act="silu")
 
 
 class MedicalSemanticsEncoder(nn.Module):
@@ -84,8 +84,6 @@ class IdentityEmbedder(nn.Module):
         stem = self.stem(images * 2 - 1)
         feats = F.adaptive_avg_pool2d(self.body(stem), 4)
         return F.normalize(self.embed(feats), dim=1), stem
-
-
 
 
 def film(h: Tensor, params: Tensor) -> Tensor:

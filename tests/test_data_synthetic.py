@@ -145,7 +145,7 @@ def test_drawing_regions_stay_inside_the_evaluator_masks():
 
 def test_racing_writers_keep_the_first_copy(tmp_path, monkeypatch):
     """Two processes generating the same set: the later one keeps the earlier one's copy."""
-    from data.layout import atomic_directory
+    from data.files import atomic_directory
     import data.synthetic.generator as generator
 
     out = tmp_path / "set"

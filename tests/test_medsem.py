@@ -251,7 +251,7 @@ def test_entry_points_name_both_methods():
 
 def test_occlusion_keeps_the_eyes_and_crop_follows_the_landmarks():
     from data.regions import face_mask, periocular_crop, periocular_mask
-    from medsem_deid.losses import occlude
+    from benchmark.api.nn import occlude
 
     torch.manual_seed(0)
     images, marks = torch.rand(6, 3, 32, 32), CANONICAL_LANDMARKS.expand(6, 5, 2)

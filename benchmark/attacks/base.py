@@ -22,9 +22,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from benchmark.blinding import BlindedMethod, draw_keys, stream
-from benchmark.leaderboard import atomic_write
 from benchmark.scores import ScoreSpec
 from benchmark.scoring import Score
+from data.files import atomic_write
 
 log = logging.getLogger(__name__)
 

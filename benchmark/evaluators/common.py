@@ -5,27 +5,12 @@ from typing import Callable
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
 def normalise(images: Tensor) -> Tensor:
     """[0,1] images to roughly zero-mean inputs for networks trained from scratch."""
     return (images - 0.5) / 0.25
-
-
-def random_shift(images: Tensor, max_shift: int) -> Tensor:
-    """Translate each image by up to ``max_shift`` pixels (reflect padding): a mild augmentation
-    that keeps left/right laterality intact, unlike a horizontal flip."""
-    if max_shift <= 0:
-        return images
-    b, _, h, w = images.shape
-    padded = F.pad(images, (max_shift,) * 4, mode="reflect")
-    dx = torch.randint(0, 2 * max_shift + 1, (b,)).tolist()
-    dy = torch.randint(0, 2 * max_shift + 1, (b,)).tolist()
-    return torch.stack([padded[i, :, y:y + h, x:x + w] for i, (x, y) in enumerate(zip(dx, dy))])
-
-
 
 
 def train_module(build: Callable[[], L.LightningModule], datamodule, *, epochs: int,

@@ -3,7 +3,7 @@ generator, sample faces under rich conditions, filter them, write the kept ones.
 
 Phases (each printed, with progress bars): source, generator (cached, resumable), judges
 (cached), sampling, filtering, writing. The output is written to a temporary folder and
-renamed at the end (``data.layout.atomic_directory``), so a failed build leaves nothing.
+renamed at the end (``data.files.atomic_directory``), so a failed build leaves nothing.
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from ..layout import METADATA, MeMaFormatError, atomic_directory, dataset_fingerprint, read_metadata, write_classes
+from ..files import atomic_directory
+from ..layout import METADATA, MeMaFormatError, dataset_fingerprint, read_metadata, write_classes
 from ..mema import MeMaDataset
 from ..paths import cache_root
 from ..synthetic.generator import split_identities

@@ -8,7 +8,6 @@ fourth channel, so every generated eyelid tumour comes with its mask (a pseudo-l
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
+from ..files import atomic_file
 from .profiles import GeneratorConfig, SamplingConfig
 
 WEIGHTS = "generator.safetensors"
@@ -117,9 +117,8 @@ def train_generator(images: Tensor, conditions: Tensor, config: GeneratorConfig,
                                **(trainer_kwargs or {})})
         last = directory / "last.ckpt"
         trainer.fit(module, loader, ckpt_path=last if last.is_file() else None)
-        tmp = weights.with_suffix(".tmp")
-        save_file(module.ema.module.state_dict(), str(tmp))
-        os.replace(tmp, weights)
+        with atomic_file(weights) as tmp:
+            save_file(module.ema.module.state_dict(), str(tmp))
     denoiser.load_state_dict(load_file(str(weights)))
     return denoiser.eval(), hashlib.sha256(weights.read_bytes()).hexdigest()
 

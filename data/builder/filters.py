@@ -17,7 +17,6 @@ benchmark's evaluators.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from ..files import atomic_file, atomic_write
 from ..calibration import SmallCNN, disease_scores, reidentification_scores
 from ..layout import read_metadata, split_signs
 from ..mema import MeMaDataModule
@@ -127,8 +127,9 @@ def fit_judges(source: Path, image_size: int, config: FilterConfig, directory: P
         directory.mkdir(parents=True, exist_ok=True)
         state = {f"classifier.{k}": v for k, v in classifier.state_dict().items()}
         state.update({f"recogniser.{k}": v for k, v in recogniser.state_dict().items()})
-        _atomic(weights, lambda tmp: save_file(state, str(tmp)))
-        _atomic(info, lambda tmp: tmp.write_text(json.dumps(scores, indent=2)))
+        with atomic_file(weights) as tmp:
+            save_file(state, str(tmp))
+        atomic_write(info, json.dumps(scores, indent=2))
     judges = Judges(classifier.eval(), recogniser.eval(), dm.classes, dm.signs,
                     images(dm, "train"), torch.empty(0), 0.0, 0.0, config.plausibility_threshold, scores)
     judges.source_embeddings = judges.embed(judges.source_images)
@@ -151,12 +152,6 @@ def fit_judges(source: Path, image_size: int, config: FilterConfig, directory: P
 
 def images(dm: MeMaDataModule, split: str) -> Tensor:
     return dm.dataset(split).images.float() / 255.0
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 __all__ = ["Judges", "fit_judges"]

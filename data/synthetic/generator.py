@@ -27,7 +27,8 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from ..layout import METADATA, atomic_directory, format_landmarks, write_classes
+from ..files import atomic_directory
+from ..layout import METADATA, format_landmarks, write_classes
 from ..paths import cache_root
 from .render import draw_faces
 

@@ -1,0 +1,81 @@
+"""The training kit methods share (benchmark.api.nn, benchmark.api.training, data.files)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmark.api.nn import CosFaceHead, conv_norm_act, occlude, random_shift
+from benchmark.api.training import derive_seed, materialize, stage_path, tensor_loader
+from data.files import atomic_directory, atomic_write
+from data.regions import CANONICAL_LANDMARKS
+
+
+def test_derive_seed_is_stable_and_distinct_per_name():
+    assert derive_seed(0, "enc_med") == derive_seed(0, "enc_med")
+    seeds = {derive_seed(s, n) for s in (0, 1) for n in ("enc_med", "id_net", "deid")}
+    assert len(seeds) == 6
+    assert 0 <= derive_seed(3, "x") < 2 ** 32
+
+
+@pytest.mark.parametrize("norm,act", [("batch", "relu"), ("group", "silu"), (None, "relu")])
+def test_conv_block_shapes(norm, act):
+    block = conv_norm_act(3, 16, stride=2, norm=norm, act=act)
+    assert block(torch.rand(2, 3, 32, 32)).shape == (2, 16, 16, 16)
+    assert (block[0].bias is None) == (norm is not None)  # a norm's shift replaces the bias
+    with pytest.raises(ValueError):
+        conv_norm_act(3, 16, norm="layer")
+
+
+def test_cosface_margin_lowers_only_the_target_logit():
+    head = CosFaceHead(4, 3, scale=10.0, margin=0.3)
+    emb, target = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    gap = head.scale * head.cosine(emb) - head(emb, target)
+    assert torch.allclose(gap, 3.0 * torch.nn.functional.one_hot(target, 3))
+
+
+def test_augmentations_keep_shape_and_repeat_under_a_seed():
+    images = torch.rand(4, 3, 32, 32)
+    marks = CANONICAL_LANDMARKS.expand(4, 5, 2) * 0.5
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        outs.append((occlude(images, marks, 0.5, 0.5), random_shift(images, 3)))
+    for a, b in zip(*outs):
+        assert a.shape == images.shape and torch.equal(a, b)
+    assert not torch.equal(outs[0][1], images)  # a shift of up to 3 px moved something
+
+
+def test_tensor_loader_round_trip():
+    loader = [{"image": torch.rand(3, 3, 8, 8), "label": torch.arange(3), "name": ["a"] * 3}]
+    data = materialize(loader)
+    assert set(data) == {"image", "label"} and data["image"].dtype == torch.uint8
+    batches = list(tensor_loader(data, 2, False, 0))
+    assert batches[0]["image"].dtype == torch.float32 and len(batches) == 2
+
+
+def test_stage_path_changes_with_config_seed_and_data(tmp_path):
+    base = stage_path(tmp_path, "enc", {"lr": 1}, 0, "fp")
+    assert base == stage_path(tmp_path, "enc", {"lr": 1}, 0, "fp")
+    others = {stage_path(tmp_path, "enc", {"lr": 2}, 0, "fp"),
+              stage_path(tmp_path, "enc", {"lr": 1}, 1, "fp"),
+              stage_path(tmp_path, "enc", {"lr": 1}, 0, "other")}
+    assert base not in others and len(others) == 3
+    assert stage_path(None, "enc", {}, 0, "") is None
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    path = tmp_path / "out.json"
+    atomic_write(path, "old")
+    monkeypatch.setattr("pathlib.Path.write_bytes",
+                        lambda self, data: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        atomic_write(path, "new")
+    assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_atomic_directory_leaves_nothing_when_the_writer_raises(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_directory(tmp_path / "set") as tmp:
+            (tmp / "half.txt").write_text("x")
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
