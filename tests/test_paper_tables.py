@@ -91,3 +91,20 @@ def test_compare_reproduction_within_seed_spread(leaderboard, tmp_path_factory):
     moved = {**moved, "scores": {**moved["scores"], "accuracy": {"value": 0.60}}}
     write_record(record_path(rerun, "mema", moved["method"], moved["seed"]), moved)
     assert compare_main([str(committed), str(rerun), "--dataset", "mema"]) == 1
+
+
+def test_readme_results_table_is_rewritten_between_its_markers(leaderboard):
+    output, _ = leaderboard
+    readme = output / "README.md"
+    readme.write_text("intro\n<!-- results:mema -->\nstale typed row\n<!-- /results -->\nrest\n")
+    assert tables_main(["--output", str(output), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- results:mema -->") and text.endswith("<!-- /results -->\nrest\n")
+    assert "stale typed row" not in text
+    rows = [line.split(" | ")[0].strip("| ") for line in text.splitlines()
+            if line.startswith("| ") and "seeds" not in line]
+    # worst case first (lowest reid_worst), references beneath
+    assert rows == ["medsem_deid", "medsem_deid_noprior", "blur", "*clean (no-op)*", "*chance*"]
+    readme.write_text("<!-- results:mema -->\nno end marker\n")
+    with pytest.raises(ValueError, match="no closing"):
+        tables_main(["--output", str(output), "--readme", str(readme)])
