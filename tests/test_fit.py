@@ -1,0 +1,126 @@
+"""FIT (``fit_reversible``): the password scheme, exact recovery with the complement, storage,
+wrong passwords, reproducibility, caching and a toy fit in seconds."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from baselines.fit.method import FITReversible
+from baselines.fit.torch_model import PasswordTransformer, password_code
+from benchmark.registry import load_method
+
+SIZE = 32
+
+
+def _faces(n: int, seed: int = 0) -> torch.Tensor:
+    """Smooth images inside [0.2, 0.8] (so a small transform stays inside [0, 1])."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, 4, 4, generator=g)
+    return 0.2 + 0.6 * torch.nn.functional.interpolate(low, size=(SIZE, SIZE), mode="bilinear")
+
+
+def _keys(n: int, seed: int) -> torch.Tensor:
+    return torch.randint(0, 2, (n, 16), generator=torch.Generator().manual_seed(seed)).float()
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
+
+
+def _png(images: torch.Tensor) -> torch.Tensor:
+    return (images * 255).round() / 255
+
+
+@pytest.fixture(scope="module")
+def method() -> FITReversible:
+    """A toy FIT whose transformer has random (not zero-initialised) shifts: every password
+    moves the face, as a trained one does."""
+    torch.manual_seed(0)
+    fit = FITReversible(profile="toy")
+    transformer = fit._build_transformer()
+    for step in transformer.steps:
+        torch.nn.init.normal_(step.out.weight, std=0.02)
+    fit.load_state_dict({"config": fit.config(), "transformer": transformer.state_dict()})
+    return fit
+
+
+def test_password_and_its_complement_share_the_code_with_opposite_directions():
+    keys = _keys(8, 0)
+    direction, code = password_code(keys)
+    inv_direction, inv_code = password_code(1 - keys)
+    assert torch.equal(inv_direction, -direction) and torch.equal(inv_code, code)
+    assert set(direction.tolist()) <= {-1.0, 1.0}
+
+
+def test_shapes_range_and_reproducible(method):
+    images, keys = _faces(6), _keys(6, 1)
+    out = method.anonymize({"image": images}, keys)
+    assert out.shape == images.shape and out.dtype == torch.float32
+    assert out.min() >= 0 and out.max() <= 1
+    assert torch.equal(out, method.anonymize({"image": images}, keys))  # same password, same face
+    assert _psnr(out, images) < 40  # the face changed
+    other = method.anonymize({"image": images}, _keys(6, 2))
+    assert (other - out).abs().mean() > 1e-3  # another password, another face
+
+
+def test_complement_password_inverts_exactly_and_survives_png(method):
+    images, keys = _faces(6), _keys(6, 3)
+    anonymised = method.anonymize({"image": images}, keys)
+    assert (method.recover(anonymised, keys) - images).abs().max() < 1e-4  # the mechanism
+    from_png = method.recover(_png(anonymised), keys)
+    assert _psnr(from_png, images) > 40 > _psnr(anonymised, images) + 10
+
+
+def test_wrong_password_gives_another_face(method):
+    images, keys = _faces(6), _keys(6, 4)
+    anonymised = method.anonymize({"image": images}, keys)
+    wrong = keys.clone()
+    wrong[:, 5] = 1 - wrong[:, 5]  # one bit off
+    assert _psnr(method.recover(anonymised, wrong), images) < 40
+
+
+def test_transformer_rejects_wrong_password_shape():
+    with pytest.raises(ValueError, match="passwords"):
+        PasswordTransformer(16, 2, 8)(torch.rand(2, 3, 8, 8), torch.zeros(2, 8))
+
+
+class _ToyDataModule:
+    """Four 'identities' (a colour each), two images each, at 32 px."""
+
+    classes, signs = ["healthy"], []
+
+    def setup(self, stage=None):
+        self.images = _faces(8, seed=5)
+        self.identity = torch.arange(8) % 4 + 10
+
+    def train_dataloader(self):
+        data = TensorDataset(self.images, self.identity)
+        return [{"image": x, "identity": i} for x, i in DataLoader(data, batch_size=4)]
+
+
+def test_toy_fit_caches_state_and_a_refit_loads_it(tmp_path):
+    fit = FITReversible(profile="toy", work_dir=tmp_path,
+                        trainer_kwargs={"enable_progress_bar": False, "accelerator": "cpu"})
+    fit.fit(_ToyDataModule())
+    state = fit.state_dict()
+    assert all(torch.is_tensor(v) for v in state["transformer"].values())
+    images, keys = _faces(4), _keys(4, 6)
+    anonymised = fit.anonymize({"image": images}, keys)
+    assert _psnr(fit.recover(_png(anonymised), keys), images) > 40
+    again = FITReversible(profile="toy", work_dir=tmp_path)
+    again.fit(_ToyDataModule())  # the cached final state, no training
+    assert torch.equal(again.anonymize({"image": images}, keys), anonymised)
+
+
+def test_fast_dev_run_trains_one_batch_and_caches_nothing(tmp_path):
+    fit = FITReversible(profile="toy", work_dir=tmp_path,
+                        trainer_kwargs={"fast_dev_run": True, "accelerator": "cpu"})
+    fit.fit(_ToyDataModule())
+    assert fit.anonymize({"image": _faces(2)}, _keys(2, 7)).shape == (2, 3, SIZE, SIZE)
+    assert not list(tmp_path.rglob("*.pt"))
+
+
+def test_registered_by_module_path():
+    fit = load_method("baselines.fit.method:FITReversible", profile="toy")
+    assert isinstance(fit, FITReversible) and fit.reversible and fit.key_bits == 16
