@@ -60,8 +60,9 @@ class FITModule(L.LightningModule):
     - anonymised ``M = G(x, p)`` and ``M' = G(x, q)``; recovered ``R = G(8bit(M), ~p)``; wrong
       recovery ``W = G(8bit(M), ~k)`` (8bit: the PNG a user stores);
     - LSGAN critic on M, M', W against real faces;
-    - L1: R to x (the recovery term, weight 100), M and W to x (weight 10: pose and
-      background stay);
+    - L1: R to x (the recovery term, weight 100), M to x (pose and background stay), W to x
+      (FIT's term; off in our presets, see README);
+    - smooth: the high-pass of M - x (no sub-pixel checkerboard);
     - recogniser: M and W pushed off the source identity's class centre, R pulled onto it
       (cross-entropy); password diversity: cosine of M and M' and of M and W pushed below 0;
     - range: M and M' kept inside [0, 1] (clipping there would break the exact inverse).
@@ -130,7 +131,7 @@ class FITModule(L.LightningModule):
             "anon_l1": F.l1_loss(anon, x),
             "wrong_l1": F.l1_loss(wrong, x[:n]),
             "smooth": high_pass(anon - x).abs().mean(),
-            "push": (source_cos("anon").relu().mean() + source_cos("wrong").relu().mean()) / 2,
+            "push": source_cos("anon").relu().mean() + source_cos("wrong").relu().mean(),
             "pull": F.cross_entropy(self.head(emb["recovered"], target[:n]), target[:n]),
             "diversity": pair_cos("anon", "other", n).relu().mean(),
             "wrong_diversity": pair_cos("anon", "wrong", n).relu().mean(),
