@@ -34,11 +34,14 @@ class RecogniserModule(L.LightningModule):
         return [opt], [torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(self.epochs, 1))]
 
 
-def other_passwords(passwords: Tensor) -> Tensor:
-    """Random passwords that differ from ``passwords`` in at least one bit (global torch RNG)."""
+def other_passwords(passwords: Tensor, same_direction: bool = False) -> Tensor:
+    """Random passwords that differ from ``passwords`` in at least one bit (global torch RNG);
+    ``same_direction``: with the same first bit (the direction, ``torch_model.password_code``)."""
     flips = torch.randint(0, 2, passwords.shape, device=passwords.device).float()
+    if same_direction:
+        flips[:, 0] = 0.0
     none = flips.sum(1) == 0
-    flips[none, 0] = 1.0
+    flips[none, -1] = 1.0
     return (passwords + flips) % 2
 
 
@@ -100,7 +103,9 @@ class FITModule(L.LightningModule):
         n = max(1, round(cfg.aux_fraction * len(x)))
         recovered = self.transformer(stored[:n], 1 - p[:n])
         anon_other = self.transformer(x[:n], other_passwords(p[:n]))
-        wrong = self.transformer(stored[:n], 1 - other_passwords(p[:n]))
+        # wrong passwords of the same direction: they run the inverse of another code's steps,
+        # the case that can cancel the anonymisation (a wrong direction anonymises twice)
+        wrong = self.transformer(stored[:n], 1 - other_passwords(p[:n], same_direction=True))
         fakes = (anon, anon_other, wrong)
 
         # -- critic and recogniser (FIT's D-side optimiser holds both)
