@@ -77,7 +77,8 @@ class FITReversible(DeIdMethod):
         cfg = self.cfg
         return PasswordTransformer(cfg.password_bits, cfg.couplings, cfg.width)
 
-    def _fit_recogniser(self, path: Path, train: dict, classes: int) -> tuple[Recogniser, CosFaceHead]:
+    def _fit_recogniser(self, path: Path, train: dict,
+                        classes: int) -> tuple[Recogniser, CosFaceHead]:
         """The training-time recogniser, from its own seed (never the harness's evaluator)."""
         cfg = self.cfg
         L.seed_everything(derive_seed(self.seed, "fit/recogniser"), verbose=False)
