@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 class CiaganConfig(GANConfig):
     id_width: int = 24  # training-time recogniser base width
     id_dim: int = 64  # its embedding size
-    id_epochs: int = 8
+    id_epochs: int = 6
+    id_batch_size: int = 64
     id_lr: float = 2e-3
     w_identity: float = 1.0  # pull of the output towards the target identity
 
@@ -35,13 +36,13 @@ class CiaganConfig(GANConfig):
 PRESETS = {
     # tests and the CI pipeline: one epoch of each stage, narrow nets
     "toy": CiaganConfig(batch_size=8, width=8, disc_width=8, code_dim=16, epochs=1, id_width=8,
-                        id_dim=16, id_epochs=1),
+                        id_dim=16, id_epochs=1, id_batch_size=8),
     # 64 px, minutes on a 2-core CPU
     "quick": CiaganConfig(),
     "full": CiaganConfig(batch_size=64, width=48, disc_width=64, code_dim=256, epochs=100,
                          lr=2e-4, id_width=48, id_dim=128, id_epochs=40),
 }
-_RECOGNISER_FIELDS = ("id_width", "id_dim", "id_epochs", "id_lr", "batch_size")
+_RECOGNISER_FIELDS = ("id_width", "id_dim", "id_epochs", "id_lr", "id_batch_size")
 
 
 class Ciagan(InpaintingGAN):
@@ -71,7 +72,7 @@ class Ciagan(InpaintingGAN):
         else:
             trainer = make_trainer(None if path is None else path.parent, cfg.id_epochs,
                                    self.trainer_kwargs)
-            trainer.fit(module, tensor_loader(data, cfg.batch_size, True,
+            trainer.fit(module, tensor_loader(data, cfg.id_batch_size, True,
                                               derive_seed(self.seed, "recogniser/order")))
             log.info("%s recogniser trained: %s", self.tag, metrics_line(trainer))
             if path is not None and not self._smoke_run():
