@@ -5,7 +5,13 @@
 - :mod:`baselines.ksame`: ``ksame_select``, k-Same-Pixel within the disease class
   (Gross, Airoldi, Malin & Sweeney, PET 2005);
 - :mod:`baselines.fit`: ``fit_reversible``, a 16-bit-password-conditioned face identity
-  transformer, recovered with the complement password (Gu, Luo, Malik & Lee, ECCV 2020).
+  transformer, recovered with the complement password (Gu, Luo, Malik & Lee, ECCV 2020);
+- :mod:`baselines.ciagan`: ``ciagan`` and ``ciagan_keep_eyes``, the head inpainted as a drawn
+  target identity (Maximov, Elezi & Leal-Taixé, CVPR 2020);
+- :mod:`baselines.deepprivacy2`: ``deepprivacy2`` and ``deepprivacy2_keep_eyes``, the head
+  inpainted by a U-Net GAN from its surroundings (Hukkelås & Lindseth, WACV 2023);
+- :mod:`baselines.inpainting_gan`: what the two GANs share (region, composite, U-Net, critic,
+  losses, training loop, plugin base).
 
 Nothing is imported here: the harness loads each class through its entry point.
 """
