@@ -78,6 +78,10 @@ class KSameSelect(DeIdMethod):
 
     description = "k-Same-Pixel averaging within the predicted disease class (Gross et al. 2005)"
 
+    #: bumped whenever fit() learns differently from the same config (2: the class picker's
+    #: seed by name and the training kit's loader), so a cached fit of older code is not reused
+    fit_recipe = 2
+
     def __init__(
         self,
         *,
@@ -106,7 +110,7 @@ class KSameSelect(DeIdMethod):
 
     def config(self) -> dict[str, Any]:
         return {"k": self.k, "region": self.region, "max_gallery": self.max_gallery,
-                "classifier_epochs": self.classifier_epochs}
+                "classifier_epochs": self.classifier_epochs, "fit_recipe": self.fit_recipe}
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, train) -> None:

@@ -164,7 +164,7 @@ def test_ksame_state_dict_round_trip(fitted_ksame):
     torch.testing.assert_close(restored.anonymize(batch, None), fitted_ksame.anonymize(batch, None))
     assert restored.gallery.dtype == torch.uint8 and len(restored.gallery) == 96
     assert fitted_ksame.config() == {"k": 4, "region": "face", "max_gallery": 4000,
-                                     "classifier_epochs": 15}
+                                     "classifier_epochs": 15, "fit_recipe": 2}
 
 
 def test_ksame_unfitted_and_bad_options():
