@@ -135,6 +135,16 @@ def combine_seeds(records: list[dict]) -> list[dict]:
     return combined
 
 
+def reference(records: list[dict]) -> dict:
+    """The clean (no-op) and chance references of a dataset's rows, and its attribute floor:
+    each run seed has evaluators of its own, so the clean figures are averaged over the seeds
+    (one record per seed; chance does not depend on the seed)."""
+    by_seed: dict[int, dict] = {}
+    for record in records:
+        by_seed.setdefault(record["seed"], record)
+    return combine_seeds([dict(r, method="reference") for r in by_seed.values()])[0]
+
+
 def _row(record: dict, scores: list[str]) -> dict:
     """A CSV row of a combined record: each score's mean, bootstrap bounds, spread over
     seeds, per-seed values (``;``-joined) and chance level."""
@@ -201,7 +211,7 @@ def markdown_table(frame: pd.DataFrame, records: list[dict], dataset: str) -> st
         cells += [specs[s].cell(row) for s in scores]
         lines.append("| " + " | ".join(cells) + " |")
     if records:
-        ref = records[-1]
+        ref = reference(records)
         floor = (ref["scores"].get("attribute_floor_top1_identity") or {}).get("value")
         references = {
             "*chance*": {s: ref["chance"].get(s) for s in scores},

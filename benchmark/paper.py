@@ -20,7 +20,7 @@ from typing import Callable
 
 import pandas as pd
 
-from benchmark.leaderboard import leaderboard_frame, load_records
+from benchmark.leaderboard import leaderboard_frame, load_records, reference
 from data.files import atomic_write
 from benchmark.scores import ScoreSpec, declared, is_defined
 
@@ -68,7 +68,7 @@ README_TABLE = PaperTable(
 def _competing(frame: pd.DataFrame, records: list[dict]) -> pd.Series:
     """Rows that compete for the best cell: a row whose naive re-identification is at the clean
     level hides no one (the no-op reference) and would win every utility column."""
-    clean = (records[-1]["clean"].get("reid_top1_identity") or {}).get("value") \
+    clean = (reference(records)["clean"].get("reid_top1_identity") or {}).get("value") \
         if records else None
     if not is_defined(clean) or "reid_top1_identity" not in frame:
         return pd.Series(True, index=frame.index)
@@ -110,7 +110,7 @@ def _table_cells(table: PaperTable, frame: pd.DataFrame, records: list[dict]
             + [spec.cell(row) for spec in columns] for row in frame.to_dict("records")]
     references = []
     if table.references and records:
-        ref = records[-1]
+        ref = reference(records)
         references = [
             ["clean (no-op)", "", ""] + [
                 spec.format((ref["clean"].get(spec.name) or {}).get("value")) for spec in columns],

@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmark.leaderboard import combine_seeds, load_records, table_lock, write_leaderboard
+from benchmark.leaderboard import (combine_seeds, load_records, reference, table_lock,
+                                   write_leaderboard)
 from benchmark.qualitative import save_frontier
 from benchmark.scores import frontier_axes
 
@@ -20,9 +21,10 @@ from benchmark.scores import frontier_axes
 def write_frontier(output: Path, dataset: str, path: Path | None = None) -> Path | None:
     """Draw the frontier of a dataset's rows (seeds combined) to ``path`` (PNG or PDF by its
     suffix; default ``<output>/<dataset>_frontier.png``)."""
-    records = combine_seeds(load_records(output, dataset))
-    if not records:
+    per_seed = load_records(output, dataset)
+    if not per_seed:
         return None
+    records = combine_seeds(per_seed)
     axes = [(name, label) for name, label in frontier_axes()
             if any(name in r["scores"] for r in records)]
     if not axes:
@@ -35,7 +37,7 @@ def write_frontier(output: Path, dataset: str, path: Path | None = None) -> Path
                  "sweep": next(iter(sweep.values()), None)}
         point.update({name: (r["scores"].get(name) or {}).get("value") for name, _ in axes})
         points.append(point)
-    ref = records[-1]
+    ref = reference(per_seed)
     path = Path(path) if path is not None else Path(output) / f"{dataset}_frontier.png"
     save_frontier(points, path, axes=axes, chance=ref["chance"].get(axes[0][0]),
                   clean={name: (ref["clean"].get(name) or {}).get("value") for name, _ in axes},

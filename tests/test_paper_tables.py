@@ -4,7 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from benchmark.leaderboard import combine_seeds, record_path, write_leaderboard, write_record
+from benchmark.leaderboard import (combine_seeds, record_path, reference, write_leaderboard,
+                                   write_record)
 from benchmark.tables import main as tables_main
 
 
@@ -54,6 +55,16 @@ def test_seeds_combine_into_mean_std_and_per_seed_values(leaderboard):
     md = md_path.read_text()
     assert "82.0 ± 2.0" in md          # three seeds: mean ± std
     assert "50.0 [48.0, 52.0]" in md   # one seed: value [CI]
+
+
+def test_the_clean_reference_is_averaged_over_the_seeds_evaluators(leaderboard):
+    """Each seed trains its own evaluators: the clean row is their mean, not the last seed's."""
+    _, records = leaderboard
+    records = [dict(r, clean={"accuracy": {"value": 0.8 + 0.05 * r["seed"]}}) for r in records]
+    ref = reference(records)
+    assert ref["clean"]["accuracy"]["value"] == pytest.approx(0.85)  # seeds 0, 1, 2
+    assert ref["clean"]["accuracy"]["per_seed"] == pytest.approx([0.8, 0.85, 0.9])
+    assert ref["chance"] == records[0]["chance"]
 
 
 def test_paper_tables_from_records(leaderboard):
