@@ -324,6 +324,7 @@ def silence_lightning() -> None:
     import logging
     import warnings
 
+    import lightning  # noqa: F401 - importing Lightning sets its loggers to INFO: import it first
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="lightning")
