@@ -262,9 +262,9 @@ class _Worker:
 
         torch.set_num_threads(int(request["threads"]))
         torch.use_deterministic_algorithms(bool(request["deterministic"]))
-        if request["quiet"]:
-            silence_lightning()
         cls = import_method_class(request["target"])
+        if request["quiet"]:  # after the method's imports: importing Lightning resets its loggers
+            silence_lightning()
         options = dict(request["options"])
         self.seed = int(options.get("seed", 0))
         torch.manual_seed(self.seed)
@@ -324,7 +324,6 @@ def silence_lightning() -> None:
     import logging
     import warnings
 
-    import lightning  # noqa: F401 - importing Lightning sets its loggers to INFO: import it first
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="lightning")
