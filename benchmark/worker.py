@@ -34,6 +34,9 @@ _HEADER = struct.Struct("<Q")
 #: seconds a worker may take to start and build the method (imports can be slow), whatever
 #: the per-call timeout
 STARTUP_TIMEOUT = 300.0
+#: seconds a politely closed worker may take to exit (interpreter teardown is slow on a loaded
+#: machine) before it is killed
+CLOSE_TIMEOUT = 60.0
 
 
 class WorkerError(MethodOutputError):
@@ -230,7 +233,7 @@ class MethodClient:
             try:
                 process.stdin.write(encode({"call": "close", "args": []}))
                 process.stdin.flush()
-                process.wait(timeout=10)
+                process.wait(timeout=CLOSE_TIMEOUT)
             except (OSError, subprocess.TimeoutExpired):
                 pass
         if process.poll() is None:
