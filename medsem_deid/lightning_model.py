@@ -8,13 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from benchmark.api.nn import CosFaceHead, occlude, random_shift
+from benchmark.api.nn import CosFaceHead, PatchCritic, occlude, random_shift
 from data.regions import periocular_crop, periocular_mask
 
 from . import losses
 from .config import MedSemConfig
-from .torch_model import (IdentityEmbedder, MedicalSemanticsEncoder, MedSemDeIDNet,
-                          PatchDiscriminator)
+from .torch_model import IdentityEmbedder, MedicalSemanticsEncoder, MedSemDeIDNet
 
 
 def _shift(images: Tensor) -> Tensor:
@@ -108,7 +107,7 @@ class DeIdModule(L.LightningModule):
         super().__init__()
         self.automatic_optimization = False  # generator and discriminator take turns
         self.net, self.id_net, self.cfg, self.med_crop = net, id_net, cfg, med_crop
-        self.discriminator = PatchDiscriminator(cfg.disc_width)
+        self.discriminator = PatchCritic(cfg.disc_width)
         self.net.freeze_prior()
         for critic in (id_net, med_crop):
             if critic is not None:

@@ -166,25 +166,6 @@ class FaceGenerator(nn.Module):
         return torch.sigmoid(template + self.to_rgb(h))
 
 
-class PatchDiscriminator(nn.Module):
-    """Naturalness critic: real/fake logits per 8 x 8 px patch (PatchGAN, Isola et al. 2017),
-    spectral-normalised (Miyato et al. 2018) so a short CPU run stays stable."""
-
-    def __init__(self, width: int = 32):
-        super().__init__()
-        w = width
-        sn = nn.utils.parametrizations.spectral_norm
-        self.body = nn.Sequential(
-            sn(nn.Conv2d(3, w, 4, 2, 1)), nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(w, 2 * w, 4, 2, 1)), nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(2 * w, 4 * w, 4, 2, 1)), nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(4 * w, 1, 3, 1, 1)),
-        )
-
-    def forward(self, images: Tensor) -> Tensor:
-        return self.body(images * 2 - 1)
-
-
 class MedSemDeIDNet(nn.Module):
     """The ID-encryptor's face generator: frozen Enc_med (``None`` in the no-prior ablation),
     the narrow periocular projection of its features, the identity encoder and the decoder.

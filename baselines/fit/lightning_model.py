@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from benchmark.api.nn import CosFaceHead, random_shift
+from benchmark.api.nn import CosFaceHead, PatchCritic, random_shift
 
 from .config import FITConfig
-from .torch_model import PasswordTransformer, PatchCritic, Recogniser
+from .torch_model import PasswordTransformer, Recogniser
 
 
 class RecogniserModule(L.LightningModule):

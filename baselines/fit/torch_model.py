@@ -95,25 +95,6 @@ class PasswordTransformer(nn.Module):
         return z
 
 
-class PatchCritic(nn.Module):
-    """LSGAN critic (Mao et al. 2017; FIT's loss): a score per 8 x 8 px patch (PatchGAN),
-    spectral-normalised (Miyato et al. 2018) so a short CPU run stays stable."""
-
-    def __init__(self, width: int = 32):
-        super().__init__()
-        w = width
-        sn = nn.utils.parametrizations.spectral_norm
-        self.body = nn.Sequential(
-            sn(nn.Conv2d(3, w, 4, 2, 1)), nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(w, 2 * w, 4, 2, 1)), nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(2 * w, 4 * w, 4, 2, 1)), nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(4 * w, 1, 3, 1, 1)),
-        )
-
-    def forward(self, images: Tensor) -> Tensor:
-        return self.body(images * 2 - 1)
-
-
 class Recogniser(nn.Module):
     """FIT's training-time face recogniser (the paper: SphereFace; here a small CNN trained with
     a CosFace head in ``fit``, never the harness's evaluator): unit-norm embeddings."""

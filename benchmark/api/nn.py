@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torchvision.transforms.functional import gaussian_blur
 
 from data.layers import CosFaceHead, conv_norm_act
 from data.regions import face_mask, periocular_mask
 
-__all__ = ["CosFaceHead", "conv_norm_act", "occlude", "random_shift"]
+__all__ = ["CosFaceHead", "PatchCritic", "conv_norm_act", "occlude", "random_shift"]
 
 
 def random_shift(images: Tensor, max_shift: int) -> Tensor:
@@ -69,3 +69,23 @@ def occlude(images: Tensor, landmarks: Tensor, p_keep_eyes: float, p_erase: floa
            & (xs >= x0.view(-1, 1, 1)) & (xs < (x0 + ew).view(-1, 1, 1))).unsqueeze(1).float()
     erase = box * (torch.rand(b, 1, 1, 1, device=dev) < p_erase).float()
     return torch.lerp(out, torch.rand(b, 3, 1, 1, device=dev).expand_as(out), erase)
+
+
+class PatchCritic(nn.Module):
+    """A real/fake score per 8 x 8 px patch (PatchGAN, Isola et al. 2017) of ``[0, 1]`` images,
+    spectral-normalised (Miyato et al. 2018) so a short CPU run stays stable; the loss (hinge,
+    LSGAN, ...) is the caller's."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        w = width
+        sn = nn.utils.parametrizations.spectral_norm
+        self.body = nn.Sequential(
+            sn(nn.Conv2d(3, w, 4, 2, 1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(w, 2 * w, 4, 2, 1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(2 * w, 4 * w, 4, 2, 1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(4 * w, 1, 3, 1, 1)),
+        )
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.body(images * 2 - 1)
