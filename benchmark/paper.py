@@ -60,7 +60,9 @@ TABLES = (
 #: the summary at the top of README.md (``python -m benchmark.tables --readme README.md``):
 #: privacy worst case first, the naive attack beside it, then utility and naturalness
 README_TABLE = PaperTable(
-    "readme", "Worst-case and naive re-identification, utility and naturalness",
+    "readme", "Table 1, key columns, worst case first: re-identification under the worst "
+    "attack and the naive one, utility and naturalness (every column in the paper tables' "
+    "`table1_main.md`)",
     ("reid_worst", "reid_top1_identity", "accuracy", "sign_f1", "dice", "kid"),
     rows=lambda row: True, references=True, sort_by="reid_worst")
 
