@@ -80,8 +80,7 @@ class IdentityModule(L.LightningModule):
                              p_solid=0.5, p_grey=0.0)
         emb, _ = self.id_net(_shift(images))
         target = batch["identity_class"]
-        loss = F.cross_entropy(self.head(emb, target), target)
-        acc = (self.head.cosine(emb).argmax(1) == target).float().mean()
+        loss, acc = self.head.loss_and_accuracy(emb, target)
         self.log_dict({"id_loss": loss, "id_acc": acc}, prog_bar=True, batch_size=emb.shape[0])
         return loss
 

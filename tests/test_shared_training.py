@@ -79,3 +79,15 @@ def test_atomic_directory_leaves_nothing_when_the_writer_raises(tmp_path):
             (tmp / "half.txt").write_text("x")
             raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cosface_training_step_loss_and_accuracy():
+    from benchmark.api.nn import CosFaceHead
+
+    head = CosFaceHead(4, 3, scale=16.0, margin=0.2)
+    targets = torch.tensor([0, 1, 2])
+    loss, accuracy = head.loss_and_accuracy(head.weight.detach().clone(), targets)
+    assert accuracy == 1.0  # each embedding is its own class centre
+    assert loss == torch.nn.functional.cross_entropy(head(head.weight.detach(), targets), targets)
+    _, wrong = head.loss_and_accuracy(head.weight.detach()[[1, 2, 0]], targets)
+    assert wrong == 0.0

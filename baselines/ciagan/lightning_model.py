@@ -26,8 +26,7 @@ class RecogniserModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         emb = self.recogniser(random_shift(batch["image"], 2))
         target = batch["identity_class"]
-        loss = F.cross_entropy(self.head(emb, target), target)
-        acc = (self.head.cosine(emb).argmax(1) == target).float().mean()
+        loss, acc = self.head.loss_and_accuracy(emb, target)
         self.log_dict({"id_loss": loss, "id_acc": acc}, prog_bar=True, batch_size=emb.shape[0])
         return loss
 
