@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from benchmark.api.nn import CosFaceHead, PatchCritic, occlude, random_shift
+from benchmark.api.training import adamw_cosine
 from data.regions import periocular_crop, periocular_mask
 
 from . import losses
@@ -53,8 +54,7 @@ class MedicalSemanticsModule(L.LightningModule):
         self._loss(batch, "val")
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=1e-4)
-        return [opt], [torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(self.epochs, 1))]
+        return adamw_cosine(self.parameters(), self.lr, self.epochs)
 
 
 class IdentityModule(L.LightningModule):
@@ -85,8 +85,7 @@ class IdentityModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=1e-4)
-        return [opt], [torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(self.epochs, 1))]
+        return adamw_cosine(self.parameters(), self.lr, self.epochs)
 
 
 class DeIdModule(L.LightningModule):

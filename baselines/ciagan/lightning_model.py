@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from benchmark.api.nn import CosFaceHead, random_shift
+from benchmark.api.training import adamw_cosine
 from baselines.inpainting_gan import GANConfig, InpaintingGANModule, landmark_heatmaps
 
 from .networks import CiaganGenerator, Recogniser
@@ -31,8 +32,7 @@ class RecogniserModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=1e-4)
-        return [opt], [torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(self.epochs, 1))]
+        return adamw_cosine(self.parameters(), self.lr, self.epochs)
 
 
 class CiaganModule(InpaintingGANModule):

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from benchmark.api.nn import CosFaceHead, PatchCritic, random_shift
+from benchmark.api.training import adamw_cosine
 
 from .config import FITConfig
 from .torch_model import PasswordTransformer, Recogniser
@@ -30,8 +31,7 @@ class RecogniserModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=1e-4)
-        return [opt], [torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(self.epochs, 1))]
+        return adamw_cosine(self.parameters(), self.lr, self.epochs)
 
 
 def other_passwords(passwords: Tensor, same_direction: bool = False) -> Tensor:

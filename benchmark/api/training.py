@@ -107,6 +107,13 @@ def make_trainer(root: Path | None, epochs: int, trainer_kwargs: dict[str, Any] 
     return L.Trainer(**kwargs)
 
 
+def adamw_cosine(parameters, lr: float, epochs: int, weight_decay: float = 1e-4):
+    """``configure_optimizers``' answer for one network: AdamW with a cosine learning rate over
+    ``epochs`` epochs."""
+    opt = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    return [opt], [torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs, 1))]
+
+
 def data_fingerprint(datamodule) -> str:
     """The dataset's fingerprint (part of a stage's key), when the datamodule has a root."""
     root = getattr(datamodule, "root", None)
