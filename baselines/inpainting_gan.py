@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.api import DeIdMethod
+from benchmark.api.fitted import FittedMethod
 from benchmark.api.nn import conv_norm_act
 from benchmark.api.training import (data_fingerprint, derive_seed, load_stage, make_trainer,
-                                    materialize, metrics_line, save_stage, stage_path,
+                                    materialize, metrics_line, stage_path,
                                     tensor_loader)
 from data.regions import CANONICAL_LANDMARKS, face_mask, periocular_mask
 
@@ -287,7 +287,7 @@ def _set_template(generator: nn.Module, mean_face: Tensor) -> None:
             module.set_template(mean_face)
 
 
-class InpaintingGAN(DeIdMethod):
+class InpaintingGAN(FittedMethod):
     """A de-identifier that inpaints the face region with a trained generator.
 
     Subclasses set ``presets`` (profile -> config), ``keep_eyes``, and implement
@@ -300,25 +300,22 @@ class InpaintingGAN(DeIdMethod):
     presets: dict[str, GANConfig] = {}
     #: keep the periocular region's pixels (the eye signs) and inpaint the rest of the head
     keep_eyes = False
-    #: images per generator pass in anonymize
-    chunk_size = 256
+    networks = ("generator",)
     #: bump when the training recipe changes what a config learns (invalidates cached fits)
     fit_recipe = 2
 
-    def __init__(self, *, profile: str = "quick", seed: int = 0, work_dir=None,
-                 trainer_kwargs=None, **options):
-        super().__init__(profile=profile, seed=seed, work_dir=work_dir,
-                         trainer_kwargs=trainer_kwargs)
-        self.cfg = make_config(self.presets, profile, **options)
-        self.generator: nn.Module | None = None
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
         #: the mean training face the generator starts from
         self.mean_face: Tensor | None = None
         #: sizes read from the training split (number of identities, ...)
         self.shapes: dict[str, int] = {}
 
+    def make_config(self, profile: str, **options) -> GANConfig:
+        return make_config(self.presets, profile, **options)
+
     def config(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self.cfg), "keep_eyes": self.keep_eyes,
-                "fit_recipe": self.fit_recipe}
+        return {**super().config(), "keep_eyes": self.keep_eyes, "fit_recipe": self.fit_recipe}
 
     @property
     def tag(self) -> str:
@@ -341,11 +338,19 @@ class InpaintingGAN(DeIdMethod):
     def draw_codes(self, index: Tensor) -> Tensor:
         raise NotImplementedError
 
-    # -- training --------------------------------------------------------------------------------
-    def _smoke_run(self) -> bool:
-        """``fast_dev_run`` trains one batch: never cache that as a fitted model."""
-        return bool(self.trainer_kwargs.get("fast_dev_run"))
+    def build_networks(self) -> dict[str, nn.Module]:
+        generator = self.build_generator()
+        _set_template(generator, self.mean_face)  # the buffer takes the training size
+        return {"generator": generator}
 
+    def extra_state(self) -> dict[str, Any]:
+        return {"shapes": dict(self.shapes), "mean_face": self.mean_face.cpu()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.shapes = dict(state["shapes"])
+        self.mean_face = state["mean_face"]
+
+    # -- training --------------------------------------------------------------------------------
     def fit(self, train) -> None:
         """Train (after :meth:`prepare`'s stages) the generator against the critic on the
         training split; the result and every stage are cached under ``work_dir``, keyed by
@@ -366,56 +371,25 @@ class InpaintingGAN(DeIdMethod):
             run_dir = run_dir or Path(scratch)
             extras = self.prepare(data, stage)
             L.seed_everything(derive_seed(self.seed, "gan"), verbose=False)
-            generator = self.build_generator()
             self.mean_face = data["image"].float().mean(0) / 255
-            _set_template(generator, self.mean_face)
+            generator = self.build_networks()["generator"]
             module = self.build_module(generator, **extras)
             last = run_dir / "last.ckpt"
             trainer = make_trainer(run_dir, self.cfg.epochs, self.trainer_kwargs,
-                                   resumable=not self._smoke_run())
+                                   resumable=not self.smoke_run)
             trainer.fit(module, tensor_loader(data, self.cfg.batch_size, True,
                                               derive_seed(self.seed, "gan/order")),
                         ckpt_path=last if last.exists() else None)
             log.info("%s generator trained: %s", self.tag, metrics_line(trainer))
-        self.generator = generator.cpu().eval()
-        self.to(self.device)
-        if final is not None and not self._smoke_run():
-            save_stage(self.state_dict(), final)
-
-    # -- caching ---------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        self._require_fitted()
-        return {"config": self.config(), "shapes": dict(self.shapes),
-                "mean_face": self.mean_face.cpu(),
-                "generator": {k: v.cpu() for k, v in self.generator.state_dict().items()}}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("config") != self.config():
-            raise ValueError(f"{self.tag}: checkpoint was fitted with a different config "
-                             f"({state.get('config')}) than this method ({self.config()})")
-        self.shapes = dict(state["shapes"])
-        self.generator = self.build_generator()
-        self.mean_face = state["mean_face"]
-        _set_template(self.generator, self.mean_face)  # the buffer takes the trained size
-        self.generator.load_state_dict(state["generator"])
-        self.generator.to(self.device).eval()
-
-    def to(self, device) -> "InpaintingGAN":
-        super().to(device)
-        if self.generator is not None:
-            self.generator.to(self.device)
-        return self
+        self.set_networks(generator=generator)
+        self.save_fitted(final)
 
     # -- inference -------------------------------------------------------------------------------
-    def _require_fitted(self) -> None:
-        if self.generator is None:
-            raise RuntimeError(f"{self.tag}: call fit() or load_state_dict() first")
-
     def anonymize(self, batch: dict[str, Tensor], keys: Tensor | None) -> Tensor:
         """Inpaint the region of ``batch["image"]`` with the generator, each image from its own
         code (:meth:`draw_codes` of ``batch["index"]``); pixels outside the region are the
         input's, bit for bit."""
-        self._require_fitted()
+        self.require_fitted()
         images = batch["image"]
         index = batch.get("index")
         index = torch.arange(len(images)) if index is None else torch.as_tensor(index).view(-1)
@@ -423,19 +397,11 @@ class InpaintingGAN(DeIdMethod):
 
     def inpaint(self, images: Tensor, landmarks: Tensor | None, codes: Tensor) -> Tensor:
         """The composite for explicit ``codes`` (one per image)."""
-        self._require_fitted()
         if landmarks is None:
             landmarks = CANONICAL_LANDMARKS.expand(len(images), 5, 2)
-        # channels-last: oneDNN's convolutions run markedly faster on a CPU
-        self.generator.to(memory_format=torch.channels_last).eval()
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(images), self.chunk_size):
-                part = slice(start, start + self.chunk_size)
-                x = images[part].to(self.device, torch.float32)
-                x = x.contiguous(memory_format=torch.channels_last)
-                marks = landmarks[part].to(self.device, torch.float32)
-                mask = deid_mask(marks, x.shape[-2:], self.keep_eyes)
-                fake = self.generator(x, marks, mask, codes[part].to(self.device))
-                out.append(composite(x, fake, mask))
-        return torch.cat(out).contiguous().to(images.device)
+
+        def composite_chunk(x: Tensor, marks: Tensor, code: Tensor) -> Tensor:
+            mask = deid_mask(marks, x.shape[-2:], self.keep_eyes)
+            return composite(x, self.generator(x, marks, mask, code), mask)
+
+        return self.run_chunked(composite_chunk, images, landmarks, codes)

@@ -10,7 +10,6 @@ Enc_med, the periocular critic, the training-time identity network, and the face
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import tempfile
 from pathlib import Path
@@ -20,12 +19,11 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from benchmark.api import DeIdMethod
+from benchmark.api.fitted import FittedMethod
 from benchmark.api.training import (data_fingerprint, derive_seed, load_stage, make_trainer,
-                                    materialize, metrics_line, save_stage, stage_path,
-                                    tensor_loader)
+                                    materialize, metrics_line, save_stage, tensor_loader)
 from data.regions import CANONICAL_LANDMARKS
 
 from . import payload
@@ -43,7 +41,7 @@ _ID_NET_FIELDS = ("id_width", "id_dim", "id_epochs", "pre_lr", "batch_size", "id
                   "id_erase")
 
 
-class MedSemDeID(DeIdMethod):
+class MedSemDeID(FittedMethod):
     """MedSem-DeID (AAAI 2025): a key-drawn face conditioned on frozen Enc_med features, the
     original sealed in its low bits under the key (``medsem_deid/README.md``).
 
@@ -58,34 +56,44 @@ class MedSemDeID(DeIdMethod):
     key_bits = 256
     #: join Enc_med features and train with the medical-consistency loss
     use_medical_prior = True
-    #: images per forward pass of the generator in anonymize
-    chunk_size = 256
+    networks = ("net",)
     #: what fit learns from a config; bumped when it changes without a config change (seeds,
     #: layers), so cached fits and stages of the old recipe are not reused
     fit_recipe = 2
 
-    def __init__(self, *, profile: str = "quick", seed: int = 0, work_dir=None,
-                 trainer_kwargs=None, **options):
-        super().__init__(profile=profile, seed=seed, work_dir=work_dir,
-                         trainer_kwargs=trainer_kwargs)
-        self.cfg: MedSemConfig = make_config(profile, **options)
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
         self.key_bits = self.cfg.key_bits
-        self.net: MedSemDeIDNet | None = None
         self.shapes: dict[str, int] = {}
         #: what a wrong key recovers: the mean training face (a face of no one)
         self.neutral_face: Tensor | None = None
 
+    def make_config(self, profile: str, **options) -> MedSemConfig:
+        return make_config(profile, **options)
+
     def config(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self.cfg), "medical_prior": self.use_medical_prior,
+        return {**super().config(), "medical_prior": self.use_medical_prior,
                 "fit_recipe": self.fit_recipe}
+
+    def build_networks(self) -> dict[str, nn.Module]:
+        enc_med = None
+        if self.use_medical_prior:
+            enc_med = MedicalSemanticsEncoder(self.shapes["num_classes"], self.shapes["num_signs"],
+                                              self.cfg.med_width, self.cfg.med_channels)
+        return {"net": self._build_net(enc_med)}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"shapes": dict(self.shapes), "neutral_face": self.neutral_face.cpu()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.shapes = dict(state["shapes"])
+        self.neutral_face = state["neutral_face"]
 
     # -- training --------------------------------------------------------------------------------
     def _stage_path(self, stage: str, fields: tuple[str, ...], fingerprint: str) -> Path | None:
-        """Where a stage's result lives under ``work_dir``, keyed by the config ``fields`` it
-        depends on (and the recipe), the seed and the data."""
-        config = self.config()
-        return stage_path(self.work_dir, stage, {k: config[k] for k in (*fields, "fit_recipe")},
-                          self.seed, fingerprint)
+        """A pre-training stage's cache, keyed by the config ``fields`` it depends on and the
+        recipe."""
+        return self.stage_path(stage, (*fields, "fit_recipe"), fingerprint)
 
     def _trainer(self, root: Path, epochs: int, *, resumable: bool = False) -> L.Trainer:
         return make_trainer(root, epochs, self.trainer_kwargs, resumable=resumable)
@@ -109,7 +117,7 @@ class MedSemDeID(DeIdMethod):
         trainer.fit(module, tensor_loader(train, cfg.batch_size, True, seed), val_loader)
         log.info("%s trained: %s", "periocular critic" if crop else "Enc_med",
                  metrics_line(trainer))
-        if not self._smoke_run():
+        if not self.smoke_run:
             save_stage(enc_med.state_dict(), path)
         return enc_med
 
@@ -128,19 +136,17 @@ class MedSemDeID(DeIdMethod):
         trainer = self._trainer(path.parent, cfg.id_epochs)
         trainer.fit(module, tensor_loader(data, cfg.batch_size, True, seed))
         log.info("identity network trained: %s", metrics_line(trainer))
-        if not self._smoke_run():
+        if not self.smoke_run:
             save_stage(id_net.state_dict(), path)
         return id_net
-
-    def _smoke_run(self) -> bool:
-        """``fast_dev_run`` trains one batch: never cache that as a fitted model."""
-        return bool(self.trainer_kwargs.get("fast_dev_run"))
 
     def _build_net(self, enc_med: MedicalSemanticsEncoder | None) -> MedSemDeIDNet:
         cfg = self.cfg
         net = MedSemDeIDNet(enc_med, z_dim=cfg.z_dim, width=cfg.width, med_width=cfg.med_width,
                             med_channels=cfg.med_channels, cond_channels=cfg.cond_channels)
         net.freeze_prior()
+        if self.neutral_face is not None:
+            net.generator.set_template(self.neutral_face)  # the buffer takes the training size
         return net
 
     def fit(self, train) -> None:
@@ -149,7 +155,7 @@ class MedSemDeID(DeIdMethod):
         dataset fingerprint)."""
         train.setup()
         fingerprint = data_fingerprint(train)
-        run_dir = self._stage_path(self.name, tuple(self.config()), fingerprint)
+        run_dir = self.stage_path(self.name, None, fingerprint)
         final = run_dir / "medsem_deid.pt" if run_dir else None
         if final is not None and final.exists():
             self.load_state_dict(load_stage(final))
@@ -175,96 +181,44 @@ class MedSemDeID(DeIdMethod):
             id_net = self._fit_id_net(path.with_suffix(".pt") if path else scratch / "id_net.pt",
                                       train_data)
             self._fit_deid(run_dir, train_data, enc_med, id_net, med_crop)
-        if final is not None and not self._smoke_run():
-            save_stage(self.state_dict(), final)
+        self.save_fitted(final)
 
     def _fit_deid(self, root: Path, train: dict, enc_med, id_net, med_crop=None) -> None:
         seed = derive_seed(self.seed, "deid")
         L.seed_everything(seed, verbose=False)
         net = self._build_net(enc_med)
-        net.generator.set_template(self.neutral_face)
         module = DeIdModule(net, id_net, self.cfg, med_crop)
         last = root / "deid" / "last.ckpt"
-        trainer = self._trainer(root / "deid", self.cfg.deid_epochs, resumable=not self._smoke_run())
+        trainer = self._trainer(root / "deid", self.cfg.deid_epochs, resumable=not self.smoke_run)
         trainer.fit(module, tensor_loader(train, self.cfg.batch_size, True, seed),
                     ckpt_path=last if last.exists() else None)
         log.info("face generator trained: %s", metrics_line(trainer))
-        self.net = net.cpu().eval()
-
-    # -- caching ---------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        self._require_fitted()
-        return {"config": self.config(), "shapes": dict(self.shapes),
-                "net": {k: v.cpu() for k, v in self.net.state_dict().items()},
-                "neutral_face": self.neutral_face.cpu()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("config") != self.config():
-            raise ValueError(f"{self.name}: checkpoint was fitted with a different config "
-                             f"({state.get('config')}) than this method ({self.config()})")
-        self.shapes = dict(state["shapes"])
-        enc_med = None
-        if self.use_medical_prior:
-            enc_med = MedicalSemanticsEncoder(self.shapes["num_classes"], self.shapes["num_signs"],
-                                              self.cfg.med_width, self.cfg.med_channels)
-        self.net = self._build_net(enc_med)
-        self.neutral_face = state["neutral_face"]
-        self.net.generator.set_template(self.neutral_face)  # the buffer takes the trained size
-        self.net.load_state_dict(state["net"])
-        self.net.to(self.device).eval()
-
-    def to(self, device) -> "MedSemDeID":
-        super().to(device)
-        if self.net is not None:
-            self.net.to(self.device)
-        return self
+        self.set_networks(net=net)
 
     # -- inference -------------------------------------------------------------------------------
-    def _require_fitted(self) -> None:
-        if self.net is None or self.neutral_face is None:
-            raise RuntimeError(f"{self.name}: call fit() or load_state_dict() first")
-
-    def _keys(self, keys: Tensor | None, count: int) -> np.ndarray:
-        if keys is None:  # the contract passes keys; without them draw reproducible ones
-            generator = torch.Generator().manual_seed(self.seed)
-            keys = torch.randint(0, 2, (count, self.key_bits), generator=generator)
-        if tuple(keys.shape) != (count, self.key_bits):
-            raise ValueError(f"{self.name}: keys must be [{count}, {self.key_bits}], "
-                             f"got {tuple(keys.shape)}")
-        return keys.detach().cpu().numpy()
-
     def anonymize(self, batch: dict[str, Tensor], keys: Tensor | None) -> Tensor:
         """ID-encryptor: a face drawn from the key that shows the periocular signs of
         ``batch["image"]``, with the original sealed under the key in its low bits. The output
         is exactly 8-bit (multiples of 1/255), so a PNG stores it without loss."""
-        self._require_fitted()
         images = batch["image"]
-        keys = self._keys(keys, len(images))
+        keys = self.checked_keys(keys, len(images)).detach().cpu().numpy()
         landmarks = batch.get("landmarks")
         if landmarks is None:
             landmarks = CANONICAL_LANDMARKS.expand(len(images), 5, 2)
         codes = torch.from_numpy(payload.face_noise(keys, self.cfg.z_dim))
-        self.net.to(memory_format=torch.channels_last).eval()
-        shown = []
-        with torch.inference_mode():
-            for start in range(0, len(images), self.chunk_size):
-                part = slice(start, start + self.chunk_size)
-                # channels-last: oneDNN's convolutions and the upsampling run ~3x faster on CPU
-                x = images[part].to(self.device).float().contiguous(memory_format=torch.channels_last)
-                conditions = self.net.condition(x, landmarks[part].to(self.device))
-                shown.append(self.net.generate(codes[part].to(self.device), conditions).cpu())
-        key_bytes = payload.key_bytes(keys)
+        shown = self.run_chunked(lambda x, marks, z: self.net.generate(z, self.net.condition(x, marks)),
+                                 images, landmarks, codes)
         sealed = [payload.seal(original, key, self.cfg.payload_bits)
-                  for original, key in zip(to_uint8(images), key_bytes)]
-        stego = payload.embed(to_uint8(torch.cat(shown)), sealed, self.cfg.payload_bits)
+                  for original, key in zip(to_uint8(images), payload.key_bytes(keys))]
+        stego = payload.embed(to_uint8(shown), sealed, self.cfg.payload_bits)
         return from_uint8(stego).to(images.device)
 
     def recover(self, images: Tensor, keys: Tensor) -> Tensor:
         """ID-decryptor: the original face from the de-identified image and its key alone.
         A wrong key (or an image whose low bits a lossy format destroyed) fails the cipher's
         authentication and gives the neutral face: the mean training face, no one's."""
-        self._require_fitted()
-        keys = self._keys(keys, len(images))
+        self.require_fitted()
+        keys = self.checked_keys(keys, len(images)).detach().cpu().numpy()
         h, w = images.shape[-2:]
         neutral = to_uint8(F.interpolate(self.neutral_face[None], size=(h, w), mode="bilinear",
                                           align_corners=False))[0]

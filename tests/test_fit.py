@@ -38,7 +38,7 @@ def method() -> FITReversible:
     moves the face, as a trained one does."""
     torch.manual_seed(0)
     fit = FITReversible(profile="toy")
-    transformer = fit._build_transformer()
+    transformer = fit.build_networks()["transformer"]
     for step in transformer.steps:
         torch.nn.init.normal_(step.out.weight, std=0.005)
     fit.load_state_dict({"config": fit.config(), "transformer": transformer.state_dict()})

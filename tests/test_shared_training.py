@@ -1,9 +1,12 @@
 """The training kit methods share (benchmark.api.nn, benchmark.api.training, data.files)."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
+from benchmark.api.fitted import FittedMethod
 from benchmark.api.nn import CosFaceHead, conv_norm_act, occlude, random_shift
 from benchmark.api.training import derive_seed, materialize, stage_path, tensor_loader
 from data.files import atomic_directory, atomic_write
@@ -91,3 +94,61 @@ def test_cosface_training_step_loss_and_accuracy():
     assert loss == torch.nn.functional.cross_entropy(head(head.weight.detach(), targets), targets)
     _, wrong = head.loss_and_accuracy(head.weight.detach()[[1, 2, 0]], targets)
     assert wrong == 0.0
+
+
+class _Doubler(FittedMethod):
+    """The smallest fitted method: one 1x1 convolution."""
+
+    name = "doubler"
+    networks = ("conv",)
+    chunk_size = 3
+
+    def make_config(self, profile, **options):
+        return _DoublerConfig(**options)
+
+    def build_networks(self):
+        return {"conv": torch.nn.Conv2d(3, 3, 1)}
+
+    def extra_state(self):
+        return {"calls": 0}
+
+    def anonymize(self, batch, keys):
+        return self.run_chunked(self.conv, batch["image"])
+
+
+@dataclasses.dataclass
+class _DoublerConfig:
+    width: int = 1
+
+
+def test_fitted_method_saves_loads_and_refuses_another_config():
+    method = _Doubler()
+    with pytest.raises(RuntimeError, match="doubler: call fit"):
+        method.anonymize({"image": torch.rand(2, 3, 4, 4)}, None)
+    method.set_networks(**method.build_networks())
+    state = method.state_dict()
+    assert set(state) == {"config", "calls", "conv"} and state["config"] == {"width": 1}
+    other = _Doubler()
+    other.load_state_dict(state)
+    images = torch.rand(7, 3, 4, 4)  # 7 images in chunks of 3: the last chunk is short
+    out = other.anonymize({"image": images}, None)
+    assert out.shape == images.shape and torch.allclose(out, method.conv(images), atol=1e-6)
+    with pytest.raises(ValueError, match="different config"):
+        _Doubler(width=2).load_state_dict(state)
+
+
+def test_fitted_method_stage_paths_depend_only_on_the_named_fields(tmp_path):
+    a, b = _Doubler(work_dir=tmp_path), _Doubler(work_dir=tmp_path, width=2)
+    assert a.stage_path("s", (), "fp") == b.stage_path("s", (), "fp")
+    assert a.stage_path("s", None, "fp") != b.stage_path("s", None, "fp")
+    assert _Doubler().stage_path("s", None, "fp") is None  # no work_dir, no cache
+    assert _Doubler(trainer_kwargs={"fast_dev_run": True}).smoke_run
+
+
+def test_fitted_method_checks_key_shape():
+    method = _Doubler()
+    method.key_bits = 4
+    assert method.checked_keys(None, 3).shape == (3, 4)
+    assert torch.equal(method.checked_keys(None, 3), method.checked_keys(None, 3))
+    with pytest.raises(ValueError, match=r"keys must be \[3, 4\]"):
+        method.checked_keys(torch.zeros(3, 5), 3)

@@ -77,7 +77,7 @@ class Ciagan(InpaintingGAN):
             trainer.fit(module, tensor_loader(data, cfg.id_batch_size, True,
                                               derive_seed(self.seed, "recogniser/order")))
             log.info("%s recogniser trained: %s", self.tag, metrics_line(trainer))
-            if path is not None and not self._smoke_run():
+            if path is not None and not self.smoke_run:
                 save_stage(module.state_dict(), path)
         return {"recogniser": recogniser, "centres": module.head.weight.detach().clone()}
 

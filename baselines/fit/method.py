@@ -10,21 +10,18 @@ transformer, each through a Lightning ``Trainer`` and each cached under ``work_d
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from benchmark.api import DeIdMethod
+from benchmark.api.fitted import FittedMethod
 from benchmark.api.nn import CosFaceHead
 from benchmark.api.training import (data_fingerprint, derive_seed, load_stage, make_trainer,
-                                    materialize, metrics_line, save_stage, stage_path,
-                                    tensor_loader)
+                                    materialize, metrics_line, save_stage, tensor_loader)
 
 from .config import FITConfig, make_config
 from .lightning_model import FITModule, RecogniserModule
@@ -36,7 +33,7 @@ log = logging.getLogger(__name__)
 _RECOGNISER_FIELDS = ("id_width", "id_dim", "id_epochs", "id_lr", "batch_size")
 
 
-class FITReversible(DeIdMethod):
+class FITReversible(FittedMethod):
     """FIT (ECCV 2020): one password-conditioned face identity transformer anonymises with the
     password and recovers with its complement; a wrong password gives another face.
 
@@ -49,34 +46,20 @@ class FITReversible(DeIdMethod):
                    "the complement password recovers")
     reversible = True
     key_bits = 16
-    #: images per forward pass in anonymize/recover
-    chunk_size = 256
+    networks = ("transformer",)
 
-    def __init__(self, *, profile: str = "quick", seed: int = 0, work_dir=None,
-                 trainer_kwargs=None, **options):
-        super().__init__(profile=profile, seed=seed, work_dir=work_dir,
-                         trainer_kwargs=trainer_kwargs)
-        self.cfg: FITConfig = make_config(profile, **options)
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
         self.key_bits = self.cfg.password_bits
-        self.transformer: PasswordTransformer | None = None
 
-    def config(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.cfg)
+    def make_config(self, profile: str, **options) -> FITConfig:
+        return make_config(profile, **options)
+
+    def build_networks(self) -> dict[str, nn.Module]:
+        cfg = self.cfg
+        return {"transformer": PasswordTransformer(cfg.password_bits, cfg.couplings, cfg.width)}
 
     # -- training --------------------------------------------------------------------------------
-    def _stage(self, stage: str, fields, fingerprint: str) -> Path | None:
-        config = self.config()
-        return stage_path(self.work_dir, stage, {k: config[k] for k in fields}, self.seed,
-                          fingerprint)
-
-    def _smoke_run(self) -> bool:
-        """``fast_dev_run`` trains one batch: never cache that as a fitted model."""
-        return bool(self.trainer_kwargs.get("fast_dev_run"))
-
-    def _build_transformer(self) -> PasswordTransformer:
-        cfg = self.cfg
-        return PasswordTransformer(cfg.password_bits, cfg.couplings, cfg.width)
-
     def _fit_recogniser(self, path: Path, train: dict,
                         classes: int) -> tuple[Recogniser, CosFaceHead]:
         """The training-time recogniser, from its own seed (never the harness's evaluator)."""
@@ -94,7 +77,7 @@ class FITReversible(DeIdMethod):
         trainer.fit(module, tensor_loader(train, cfg.batch_size, True,
                                           derive_seed(self.seed, "fit/recogniser data")))
         log.info("FIT recogniser trained: %s", metrics_line(trainer))
-        if not self._smoke_run():
+        if not self.smoke_run:
             save_stage({"recogniser": recogniser.state_dict(), "head": head.state_dict()}, path)
         return recogniser, head
 
@@ -103,7 +86,7 @@ class FITReversible(DeIdMethod):
         config, seed and dataset fingerprint), the transformer resumable by epoch."""
         train.setup()
         fingerprint = data_fingerprint(train)
-        run_dir = self._stage("fit_reversible", tuple(self.config()), fingerprint)
+        run_dir = self.stage_path("fit_reversible", None, fingerprint)
         final = run_dir / "fit_reversible.pt" if run_dir else None
         if final is not None and final.exists():
             self.load_state_dict(load_stage(final))
@@ -114,80 +97,37 @@ class FITReversible(DeIdMethod):
         with contextlib.ExitStack() as stack:
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             run_dir = run_dir or scratch / "fit_reversible"
-            path = self._stage("fit_recogniser", _RECOGNISER_FIELDS, fingerprint)
+            path = self.stage_path("fit_recogniser", _RECOGNISER_FIELDS, fingerprint)
             recogniser, head = self._fit_recogniser(
                 path.with_suffix(".pt") if path else scratch / "recogniser.pt", data, len(ids))
             self._fit_transformer(run_dir, data, recogniser, head)
-        if final is not None and not self._smoke_run():
-            save_stage(self.state_dict(), final)
+        self.save_fitted(final)
 
     def _fit_transformer(self, root: Path, data: dict, recogniser: Recogniser,
                          head: CosFaceHead) -> None:
         L.seed_everything(derive_seed(self.seed, "fit/transformer"), verbose=False)
-        transformer = self._build_transformer()
+        transformer = self.build_networks()["transformer"]
         module = FITModule(transformer, recogniser, head, self.cfg)
         last = root / "transformer" / "last.ckpt"
         trainer = make_trainer(root / "transformer", self.cfg.epochs, self.trainer_kwargs,
-                               resumable=not self._smoke_run())
+                               resumable=not self.smoke_run)
         trainer.fit(module, tensor_loader(data, self.cfg.batch_size, True,
                                           derive_seed(self.seed, "fit/transformer data")),
                     ckpt_path=last if last.exists() else None)
         log.info("FIT transformer trained: %s", metrics_line(trainer))
-        self.transformer = transformer.cpu().eval()
-
-    # -- caching ---------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        self._require_fitted()
-        return {"config": self.config(),
-                "transformer": {k: v.cpu() for k, v in self.transformer.state_dict().items()}}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("config") != self.config():
-            raise ValueError(f"{self.name}: checkpoint was fitted with a different config "
-                             f"({state.get('config')}) than this method ({self.config()})")
-        self.transformer = self._build_transformer()
-        self.transformer.load_state_dict(state["transformer"])
-        self.transformer.to(self.device).eval()
-
-    def to(self, device) -> "FITReversible":
-        super().to(device)
-        if self.transformer is not None:
-            self.transformer.to(self.device)
-        return self
+        self.set_networks(transformer=transformer)
 
     # -- inference -------------------------------------------------------------------------------
-    def _require_fitted(self) -> None:
-        if self.transformer is None:
-            raise RuntimeError(f"{self.name}: call fit() or load_state_dict() first")
-
-    def _passwords(self, keys: Tensor | None, count: int) -> Tensor:
-        if keys is None:  # the contract passes keys; without them draw reproducible ones
-            generator = torch.Generator().manual_seed(self.seed)
-            keys = torch.randint(0, 2, (count, self.key_bits), generator=generator)
-        if tuple(keys.shape) != (count, self.key_bits):
-            raise ValueError(f"{self.name}: keys must be [{count}, {self.key_bits}], "
-                             f"got {tuple(keys.shape)}")
-        return keys.float()
-
     def _transform(self, images: Tensor, passwords: Tensor) -> Tensor:
-        self._require_fitted()
-        net = self.transformer.to(memory_format=torch.channels_last).eval()
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(images), self.chunk_size):
-                part = slice(start, start + self.chunk_size)
-                # channels-last: oneDNN's convolutions run faster on CPU
-                x = images[part].to(self.device).float().contiguous(
-                    memory_format=torch.channels_last)
-                out.append(net(x, passwords[part].to(self.device)).clamp(0, 1).cpu())
-        return torch.cat(out).contiguous().to(images.device)
+        return self.run_chunked(lambda x, p: self.transformer(x, p).clamp(0, 1),
+                                images, passwords)
 
     def anonymize(self, batch: dict[str, Tensor], keys: Tensor | None) -> Tensor:
         """``G(x, p)``: the face under the password ``p`` (the key)."""
         images = batch["image"]
-        return self._transform(images, self._passwords(keys, len(images)))
+        return self._transform(images, self.checked_keys(keys, len(images)).float())
 
     def recover(self, images: Tensor, keys: Tensor) -> Tensor:
         """``G(y, ~p)``: the same transformer with the complement password; a wrong key runs a
         different password and gives yet another face."""
-        return self._transform(images, 1 - self._passwords(keys, len(images)))
+        return self._transform(images, 1 - self.checked_keys(keys, len(images)).float())
