@@ -1,5 +1,5 @@
-"""Lightning glue of FIT (Gu et al., ECCV 2020): pre-training of the training-time recogniser
-and the multi-task training of the password-conditioned transformer."""
+"""Lightning glue of FIT (Gu et al., ECCV 2020): the multi-task training of the
+password-conditioned transformer (its recogniser trains with ``benchmark.api.recognition``)."""
 from __future__ import annotations
 
 import lightning as L
@@ -7,54 +7,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from benchmark.api.nn import CosFaceHead, PatchCritic, random_shift
-from benchmark.api.training import adamw_cosine
+from benchmark.api.nn import CosFaceHead, PatchCritic, through_uint8
+from benchmark.api.recognition import Recogniser
+from benchmark.api.training import other_passwords
 
 from .config import FITConfig
-from .torch_model import PasswordTransformer, Recogniser
-
-
-class RecogniserModule(L.LightningModule):
-    """Trains the recogniser with a CosFace head over the training split's identities
-    (``identity_class``: dataset ids mapped to 0..n-1), on shifted faces."""
-
-    def __init__(self, recogniser: Recogniser, head: CosFaceHead, lr: float, epochs: int):
-        super().__init__()
-        self.recogniser, self.head, self.lr, self.epochs = recogniser, head, lr, epochs
-
-    def training_step(self, batch, batch_idx):
-        target = batch["identity_class"]
-        logits = self.head(self.recogniser(random_shift(batch["image"], 3)), target)
-        loss = F.cross_entropy(logits, target)
-        acc = (logits.argmax(1) == target).float().mean()
-        self.log_dict({"id_loss": loss, "id_acc": acc}, prog_bar=True, batch_size=len(target))
-        return loss
-
-    def configure_optimizers(self):
-        return adamw_cosine(self.parameters(), self.lr, self.epochs)
-
-
-def other_passwords(passwords: Tensor, same_direction: bool = False) -> Tensor:
-    """Random passwords that differ from ``passwords`` in at least one bit (global torch RNG);
-    ``same_direction``: with the same first bit (the direction, ``torch_model.password_code``)."""
-    flips = torch.randint(0, 2, passwords.shape, device=passwords.device).float()
-    if same_direction:
-        flips[:, 0] = 0.0
-    none = flips.sum(1) == 0
-    flips[none, -1] = 1.0
-    return (passwords + flips) % 2
+from .torch_model import PasswordTransformer
 
 
 def high_pass(images: Tensor) -> Tensor:
     """What a 2x2 box filter removes: the checkerboard a coupling on sub-pixel halves can leave."""
     low = F.interpolate(F.avg_pool2d(images, 2), scale_factor=2.0, mode="nearest")
     return images - low
-
-
-def through_uint8(images: Tensor) -> Tensor:
-    """Clip and round to 8 bits as a PNG stores the image; gradients pass straight through."""
-    clipped = images.clamp(0, 1)
-    return clipped + ((clipped * 255).round() / 255 - clipped).detach()
 
 
 class FITModule(L.LightningModule):

@@ -20,12 +20,13 @@ from torch import Tensor, nn
 
 from benchmark.api.fitted import FittedMethod
 from benchmark.api.nn import CosFaceHead
+from benchmark.api.recognition import Recogniser, fit_recogniser
 from benchmark.api.training import (data_fingerprint, derive_seed, load_stage, make_trainer,
-                                    materialize, metrics_line, save_stage, tensor_loader)
+                                    materialize, metrics_line, tensor_loader)
 
 from .config import FITConfig, make_config
-from .lightning_model import FITModule, RecogniserModule
-from .torch_model import PasswordTransformer, Recogniser
+from .lightning_model import FITModule
+from .torch_model import PasswordTransformer
 
 log = logging.getLogger(__name__)
 
@@ -60,27 +61,6 @@ class FITReversible(FittedMethod):
         return {"transformer": PasswordTransformer(cfg.password_bits, cfg.couplings, cfg.width)}
 
     # -- training --------------------------------------------------------------------------------
-    def _fit_recogniser(self, path: Path, train: dict,
-                        classes: int) -> tuple[Recogniser, CosFaceHead]:
-        """The training-time recogniser, from its own seed (never the harness's evaluator)."""
-        cfg = self.cfg
-        L.seed_everything(derive_seed(self.seed, "fit/recogniser"), verbose=False)
-        recogniser = Recogniser(cfg.id_width, cfg.id_dim)
-        head = CosFaceHead(cfg.id_dim, classes, scale=16.0, margin=0.2)
-        if path.exists():
-            state = load_stage(path)
-            recogniser.load_state_dict(state["recogniser"])
-            head.load_state_dict(state["head"])
-            return recogniser, head
-        module = RecogniserModule(recogniser, head, cfg.id_lr, cfg.id_epochs)
-        trainer = make_trainer(path.parent, cfg.id_epochs, self.trainer_kwargs)
-        trainer.fit(module, tensor_loader(train, cfg.batch_size, True,
-                                          derive_seed(self.seed, "fit/recogniser data")))
-        log.info("FIT recogniser trained: %s", metrics_line(trainer))
-        if not self.smoke_run:
-            save_stage({"recogniser": recogniser.state_dict(), "head": head.state_dict()}, path)
-        return recogniser, head
-
     def fit(self, train) -> None:
         """Train the recogniser, then the transformer; both cached under ``work_dir`` (keyed by
         config, seed and dataset fingerprint), the transformer resumable by epoch."""
@@ -98,8 +78,9 @@ class FITReversible(FittedMethod):
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             run_dir = run_dir or scratch / "fit_reversible"
             path = self.stage_path("fit_recogniser", _RECOGNISER_FIELDS, fingerprint)
-            recogniser, head = self._fit_recogniser(
-                path.with_suffix(".pt") if path else scratch / "recogniser.pt", data, len(ids))
+            recogniser, head = fit_recogniser(
+                self, path.with_suffix(".pt") if path else scratch / "recogniser.pt", data,
+                len(ids), "fit/recogniser")
             self._fit_transformer(run_dir, data, recogniser, head)
         self.save_fitted(final)
 

@@ -93,22 +93,3 @@ class PasswordTransformer(nn.Module):
             shift = self.steps[i](z[:, fixed], code)
             z = z.index_add(1, moved, -shift if inverse else shift)
         return z
-
-
-class Recogniser(nn.Module):
-    """FIT's training-time face recogniser (the paper: SphereFace; here a small CNN trained with
-    a CosFace head in ``fit``, never the harness's evaluator): unit-norm embeddings."""
-
-    def __init__(self, width: int = 24, dim: int = 64):
-        super().__init__()
-        w = width
-        self.body = nn.Sequential(
-            conv_norm_act(3, w), conv_norm_act(w, w, stride=2),
-            conv_norm_act(w, 2 * w), conv_norm_act(2 * w, 2 * w, stride=2),
-            conv_norm_act(2 * w, 4 * w), conv_norm_act(4 * w, 4 * w, stride=2),
-        )
-        self.embed = nn.Linear(4 * w * 16, dim)
-
-    def forward(self, images: Tensor) -> Tensor:
-        feats = F.adaptive_avg_pool2d(self.body(images * 2 - 1), 4)
-        return F.normalize(self.embed(feats.flatten(1)), dim=1)

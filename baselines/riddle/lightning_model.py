@@ -8,10 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from baselines.fit.lightning_model import other_passwords, through_uint8
-from baselines.fit.torch_model import Recogniser
-from benchmark.api.nn import CosFaceHead, PatchCritic
-from benchmark.api.training import adamw_cosine
+from benchmark.api.nn import CosFaceHead, PatchCritic, through_uint8
+from benchmark.api.recognition import Recogniser
+from benchmark.api.training import adamw_cosine, other_passwords
 
 from .config import RiDDLEConfig
 from .torch_model import Autoencoder, LatentEncryptor

@@ -20,10 +20,9 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from baselines.fit.lightning_model import RecogniserModule
-from baselines.fit.torch_model import Recogniser
 from benchmark.api.fitted import FittedMethod
 from benchmark.api.nn import CosFaceHead
+from benchmark.api.recognition import Recogniser, fit_recogniser
 from benchmark.api.training import (data_fingerprint, derive_seed, load_stage, make_trainer,
                                     materialize, metrics_line, save_stage, tensor_loader)
 from data.regions import CANONICAL_LANDMARKS, face_mask
@@ -107,31 +106,14 @@ class RiDDLE(FittedMethod):
                 path = self.stage_path(name, fields, fingerprint)
                 return path.with_suffix(".pt") if path else scratch / f"{name}.pt"
 
-            recogniser, head = self._fit_recogniser(
-                stage("riddle_recogniser", _RECOGNISER_FIELDS), data, len(ids))
+            recogniser, head = fit_recogniser(
+                self, stage("riddle_recogniser", _RECOGNISER_FIELDS), data, len(ids),
+                "riddle/recogniser")
             autoencoder = self._fit_autoencoder(
                 stage("riddle_autoencoder", _AUTOENCODER_FIELDS), data)
             encryptor = self._fit_encryptor(run_dir, data, autoencoder, recogniser, head)
         self.set_networks(autoencoder=autoencoder, encryptor=encryptor)
         self.save_fitted(final)
-
-    def _fit_recogniser(self, path: Path, data: dict,
-                        classes: int) -> tuple[Recogniser, CosFaceHead]:
-        """The training-time recogniser, from its own seed (never the harness's evaluator)."""
-        cfg = self.cfg
-        L.seed_everything(derive_seed(self.seed, "riddle/recogniser"), verbose=False)
-        recogniser = Recogniser(cfg.id_width, cfg.id_dim)
-        head = CosFaceHead(cfg.id_dim, classes, scale=16.0, margin=0.2)
-        if path.exists():
-            state = load_stage(path)
-            recogniser.load_state_dict(state["recogniser"])
-            head.load_state_dict(state["head"])
-            return recogniser, head
-        self._train(RecogniserModule(recogniser, head, cfg.id_lr, cfg.id_epochs), path.parent,
-                    cfg.id_epochs, data, "riddle/recogniser data")
-        if not self.smoke_run:
-            save_stage({"recogniser": recogniser.state_dict(), "head": head.state_dict()}, path)
-        return recogniser, head
 
     def _fit_autoencoder(self, path: Path, data: dict) -> Autoencoder:
         """The autoencoder: the principal components of the training faces' cells, then

@@ -89,3 +89,9 @@ class PatchCritic(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         return self.body(images * 2 - 1)
+
+
+def through_uint8(images: Tensor) -> Tensor:
+    """Clip and round to 8 bits as a PNG stores the image; gradients pass straight through."""
+    clipped = images.clamp(0, 1)
+    return clipped + ((clipped * 255).round() / 255 - clipped).detach()

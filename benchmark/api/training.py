@@ -145,3 +145,15 @@ def load_stage(path: Path) -> Any:
 def save_stage(obj: Any, path: Path) -> None:
     """Cache a stage atomically: a crash leaves the old file or none, never half of one."""
     atomic_torch_save(obj, path)
+
+
+def other_passwords(passwords: Tensor, same_direction: bool = False) -> Tensor:
+    """Random passwords that differ from ``passwords`` in at least one bit (global torch RNG);
+    ``same_direction``: with the same first bit (FIT's direction bit). A keyed method's wrong
+    keys in training (FIT, RiDDLE)."""
+    flips = torch.randint(0, 2, passwords.shape, device=passwords.device).float()
+    if same_direction:
+        flips[:, 0] = 0.0
+    none = flips.sum(1) == 0
+    flips[none, -1] = 1.0
+    return (passwords + flips) % 2
