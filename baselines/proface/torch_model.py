@@ -105,7 +105,7 @@ class SecureFlow(nn.Module):
     recovers; ``pad`` is ``[B, pad_size]`` in [-1, 1] (``key_pad`` of the key)."""
 
     def __init__(self, levels: int = 3, width: int = 16, min_gain: float = 0.05,
-                 pad: float = 0.03, lock: float = 8.0):
+                 pad: float = 0.03, lock: float = 2.0):
         super().__init__()
         self.levels, self.min_gain, self.pad, self.lock = levels, min_gain, pad, lock
         # no lock until set_energy_limit: a buffer, so a fitted flow saves and loads it
