@@ -6,6 +6,9 @@
   (Gross, Airoldi, Malin & Sweeney, PET 2005);
 - :mod:`baselines.fit`: ``fit_reversible``, a 16-bit-password-conditioned face identity
   transformer, recovered with the complement password (Gu, Luo, Malik & Lee, ECCV 2020);
+- :mod:`baselines.proface`: ``proface_blur``, ``proface_pixelate_keep_eyes``, ``proface_mask``,
+  a keyed invertible flow whose output looks like the classic obfuscation and which the 64-bit
+  key undoes (PRO-Face S, Yuan et al., TCSVT 2024);
 - :mod:`baselines.ciagan`: ``ciagan`` and ``ciagan_keep_eyes``, the head inpainted as a drawn
   target identity (Maximov, Elezi & Leal-Taixé, CVPR 2020);
 - :mod:`baselines.deepprivacy2`: ``deepprivacy2`` and ``deepprivacy2_keep_eyes``, the head
