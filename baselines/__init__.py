@@ -13,6 +13,8 @@
   target identity (Maximov, Elezi & Leal-Taixé, CVPR 2020);
 - :mod:`baselines.deepprivacy2`: ``deepprivacy2`` and ``deepprivacy2_keep_eyes``, the head
   inpainted by a U-Net GAN from its surroundings (Hukkelås & Lindseth, WACV 2023);
+- :mod:`baselines.riddle`: ``riddle``, a password-driven latent encryptor over a suite-trained
+  autoencoder, recovered from the de-identified image (Li et al., CVPR 2023);
 - :mod:`baselines.inpainting_gan`: what the two GANs share (region, composite, U-Net, critic,
   losses, training loop, plugin base).
 
