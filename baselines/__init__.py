@@ -10,8 +10,8 @@
   target identity (Maximov, Elezi & Leal-Taixé, CVPR 2020);
 - :mod:`baselines.deepprivacy2`: ``deepprivacy2`` and ``deepprivacy2_keep_eyes``, the head
   inpainted by a U-Net GAN from its surroundings (Hukkelås & Lindseth, WACV 2023);
-- :mod:`baselines.inpainting_gan`: what the two GANs share (region, composite, U-Net, critic,
-  losses, training loop, plugin base).
+- what the two GANs share (region, composite, U-Net, critic, losses, training loop, plugin
+  base) is in the training kit, :mod:`benchmark.api.inpainting` (MedSem-DeID uses it too).
 
 Nothing is imported here: the harness loads each class through its entry point.
 """
