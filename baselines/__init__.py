@@ -15,8 +15,8 @@
   inpainted by a U-Net GAN from its surroundings (Hukkelås & Lindseth, WACV 2023);
 - :mod:`baselines.riddle`: ``riddle``, a password-driven latent encryptor over a suite-trained
   autoencoder, recovered from the de-identified image (Li et al., CVPR 2023);
-- :mod:`baselines.inpainting_gan`: what the two GANs share (region, composite, U-Net, critic,
-  losses, training loop, plugin base).
+- what the two GANs share (region, composite, U-Net, critic, losses, training loop, plugin
+  base) is in the training kit, :mod:`benchmark.api.inpainting` (MedSem-DeID uses it too).
 
 Nothing is imported here: the harness loads each class through its entry point.
 """

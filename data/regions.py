@@ -8,6 +8,7 @@ the face whatever the resolution.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import roi_align
 
@@ -62,14 +63,33 @@ def periocular_crop(images: Tensor, landmarks: Tensor, size: tuple[int, int] = (
     ``jitter`` shifts the box by up to that fraction of the inter-ocular distance (training
     augmentation)."""
     b, _, h, w = images.shape
-    eyes = landmarks[:, :2].to(images.device, images.dtype)
+    x0, y0, x1, y1 = periocular_box(landmarks.to(images.device, images.dtype), jitter).unbind(1)
+    boxes = torch.stack([torch.arange(b, device=images.device, dtype=images.dtype),
+                         x0 * w, y0 * h, x1 * w, y1 * h], dim=1)
+    return roi_align(images, boxes, tuple(size), aligned=True)
+
+
+def periocular_box(landmarks: Tensor, jitter: float = 0.0) -> Tensor:
+    """``[B,4]`` normalised ``(x0, y0, x1, y1)`` of :func:`periocular_crop`'s eye band."""
+    eyes = landmarks[:, :2]
     iod = _iod(eyes)
     cx, cy = eyes[:, :, 0].mean(1), eyes[:, :, 1].mean(1) - 0.08 * iod
     if jitter:
-        cx = cx + jitter * iod * (torch.rand(b, device=images.device) - 0.5)
-        cy = cy + jitter * iod * (torch.rand(b, device=images.device) - 0.5)
+        cx = cx + jitter * iod * (torch.rand(len(eyes), device=eyes.device) - 0.5)
+        cy = cy + jitter * iod * (torch.rand(len(eyes), device=eyes.device) - 0.5)
     half_w, half_h = 1.25 * iod, 0.65 * iod
-    boxes = torch.stack([torch.arange(b, device=images.device, dtype=images.dtype),
-                         (cx - half_w) * w, (cy - half_h) * h,
-                         (cx + half_w) * w, (cy + half_h) * h], dim=1)
-    return roi_align(images, boxes, tuple(size), aligned=True)
+    return torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], dim=1)
+
+
+def periocular_uncrop(maps: Tensor, landmarks: Tensor, size: tuple[int, int]) -> Tensor:
+    """The inverse of :func:`periocular_crop`: ``maps`` ``[B,C,h,w]`` laid on the eye band of a
+    ``size`` (H, W) image frame (bilinear), zero outside the band; what a network computed on
+    the crop, back where the eyes are in the face."""
+    x0, y0, x1, y1 = periocular_box(landmarks.to(maps.device, maps.dtype)).unbind(1)
+    zeros = torch.zeros_like(x0)
+    # the affine map from the face frame's [-1, 1] coordinates to the crop's
+    sx, sy = 1 / (x1 - x0), 1 / (y1 - y0)
+    theta = torch.stack([torch.stack([sx, zeros, (1 - 2 * x0) * sx - 1], 1),
+                         torch.stack([zeros, sy, (1 - 2 * y0) * sy - 1], 1)], 1)
+    grid = F.affine_grid(theta, (len(maps), maps.shape[1], *size), align_corners=False)
+    return F.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

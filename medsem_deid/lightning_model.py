@@ -1,5 +1,5 @@
 """Lightning glue of MedSem-DeID: Enc_med pre-training, the training-time identity network,
-and training of the face generator (a conditional VAE-GAN; Tian, Wang, Zhai, AAAI 2025).
+and training of the inpainting generator (Tian, Wang, Zhai, AAAI 2025).
 """
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from benchmark.api.nn import CosFaceHead, PatchCritic, occlude, random_shift
+from benchmark.api.inpainting import InpaintingGANModule, composite, deid_mask
+from benchmark.api.nn import CosFaceHead, occlude, random_shift
 from benchmark.api.training import adamw_cosine
-from data.regions import periocular_crop, periocular_mask
+from data.regions import periocular_crop
 
 from . import losses
 from .config import MedSemConfig
-from .torch_model import IdentityEmbedder, MedicalSemanticsEncoder, MedSemDeIDNet
+from .torch_model import IdentityEmbedder, MedicalSemanticsEncoder, MedSemGenerator
 
 
 def _shift(images: Tensor) -> Tensor:
@@ -24,20 +25,16 @@ def _shift(images: Tensor) -> Tensor:
 
 
 class MedicalSemanticsModule(L.LightningModule):
-    """Trains Enc_med on coarse disease labels (cross-entropy) and fine-grained signs (BCE)."""
+    """Trains Enc_med on coarse disease labels (cross-entropy) and fine-grained signs (BCE) of
+    the landmark-aligned eye band, jittered in training."""
 
-    def __init__(self, enc_med: MedicalSemanticsEncoder, lr: float = 2e-3, epochs: int = 8,
-                 crop: bool = False):
+    def __init__(self, enc_med: MedicalSemanticsEncoder, lr: float = 2e-3, epochs: int = 8):
         super().__init__()
-        self.enc_med, self.lr, self.epochs, self.crop = enc_med, lr, epochs, crop
+        self.enc_med, self.lr, self.epochs = enc_med, lr, epochs
 
     def _loss(self, batch: dict, stage: str) -> Tensor:
-        images = batch["image"]
-        if self.crop:  # the periocular critic: landmark-aligned eye band, jittered in training
-            images = periocular_crop(images, batch["landmarks"],
-                                            jitter=0.1 if self.training else 0.0)
-        elif self.training:
-            images = _shift(images)
+        images = periocular_crop(batch["image"], batch["landmarks"],
+                                 jitter=0.1 if self.training else 0.0)
         _, label_logits, sign_logits = self.enc_med(images)
         loss = F.cross_entropy(label_logits, batch["label"])
         if sign_logits.shape[1]:
@@ -49,9 +46,6 @@ class MedicalSemanticsModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         return self._loss(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self._loss(batch, "val")
 
     def configure_optimizers(self):
         return adamw_cosine(self.parameters(), self.lr, self.epochs)
@@ -88,94 +82,49 @@ class IdentityModule(L.LightningModule):
         return adamw_cosine(self.parameters(), self.lr, self.epochs)
 
 
-class DeIdModule(L.LightningModule):
-    """Trains the face generator of :class:`MedSemDeIDNet` as a conditional VAE-GAN, with
-    Enc_med, the periocular critic and the identity network frozen.
+class MedSemGANModule(InpaintingGANModule):
+    """Trains the generator (:class:`MedSemGenerator`) as the training kit's inpainting GAN
+    (DeepPrivacy2's non-saturating loss, lazy R1 and drift on the critic) with three more
+    generator terms, Enc_med and the identity network frozen: the painted face is pushed away
+    from the source's identity and from a second key's face (key diversity), and held to the
+    source's diagnosis by Enc_med on both eye bands (medical consistency; not in the no-prior
+    ablation). Codes are z ~ N(0, I), what a key gives at anonymize time."""
 
-    Per batch: the VAE path reconstructs x from its own code z ~ q(z|x) and the medical
-    condition of x (so the decoder learns to draw the signs the condition carries); the key
-    path draws z ~ N(0, I) (what a key gives at anonymize time) for the same condition, and its
-    face is judged by the patch discriminator (naturalness), pushed away from x's identity and
-    from a second key's face, and held to x's diagnosis by Enc_med and the periocular critic.
-    Without Enc_med (``medsem_deid_noprior``) the medical terms are dropped.
-    """
+    gan_loss = "ns"
 
-    def __init__(self, net: MedSemDeIDNet, id_net: IdentityEmbedder, cfg: MedSemConfig,
-                 med_crop: MedicalSemanticsEncoder | None = None):
-        super().__init__()
-        self.automatic_optimization = False  # generator and discriminator take turns
-        self.net, self.id_net, self.cfg, self.med_crop = net, id_net, cfg, med_crop
-        self.discriminator = PatchCritic(cfg.disc_width)
-        self.net.freeze_prior()
-        for critic in (id_net, med_crop):
-            if critic is not None:
-                critic.requires_grad_(False)
-                critic.eval()
+    def __init__(self, generator: MedSemGenerator, critic, id_net: IdentityEmbedder,
+                 cfg: MedSemConfig):
+        super().__init__(generator, critic, cfg, keep_eyes=False)
+        self.id_net = id_net.requires_grad_(False).eval()
 
-    def train(self, mode: bool = True) -> "DeIdModule":
+    def train(self, mode: bool = True) -> "MedSemGANModule":
         super().train(mode)
-        self.id_net.eval()  # frozen critics keep their BatchNorm statistics
-        if self.med_crop is not None:
-            self.med_crop.eval()
-        self.net.train(mode)  # re-freezes Enc_med's mode
+        self.id_net.eval()  # frozen: keeps its BatchNorm statistics
         return self
 
-    def training_step(self, batch, batch_idx):
+    def train_codes(self, batch: dict[str, Tensor]) -> Tensor:
+        return torch.randn(len(batch["image"]), self.cfg.z_dim, device=batch["image"].device)
+
+    def extra_terms(self, batch: dict[str, Tensor], fake: Tensor, codes: Tensor
+                    ) -> dict[str, tuple[float, Tensor]]:
         cfg, x, landmarks = self.cfg, batch["image"], batch["landmarks"]
-        opt_g, opt_d = self.optimizers()
-        conditions = self.net.condition(x, landmarks)
-        mean, log_var = self.net.identity_encoder(x)
-        recon = self.net.generate(mean + torch.randn_like(mean) * (0.5 * log_var).exp(), conditions)
-        fake = self.net.generate(torch.randn_like(mean), conditions)
-
-        d_loss = losses.discriminator_hinge(self.discriminator(x), self.discriminator(fake.detach()))
-        opt_d.zero_grad()
-        self.manual_backward(d_loss)
-        opt_d.step()
-
-        n = max(1, round(cfg.aux_fraction * x.shape[0]))
-        other = self.net.generate(torch.randn_like(mean[:n]), [c[:n] for c in conditions])
+        n = max(1, round(cfg.aux_fraction * len(x)))
+        mask = deid_mask(landmarks[:n], x.shape[-2:], keep_eyes=False)
+        other = composite(x[:n], self.generator(x[:n], landmarks[:n], mask,
+                                                self.train_codes(batch)[:n]), mask)
         with torch.no_grad():
-            source_emb, _ = self.id_net(x)
+            source, _ = self.id_net(x)
         emb, _ = self.id_net(_shift(fake))
         emb_other, _ = self.id_net(_shift(other))
         terms = {
-            "reconstruction": losses.weighted_l1(recon, x, 1 + cfg.w_eye_reconstruction
-                                                 * periocular_mask(landmarks, x.shape[-2:])),
-            "kl": losses.kl_divergence(mean, log_var),
-            "adversarial": losses.generator_hinge(self.discriminator(fake)),
-            "identity": losses.identity_push_away(emb, source_emb, cfg.id_margin),
-            "diversity": losses.identity_push_away(emb[:n], emb_other, cfg.diversity_margin),
+            "identity": (cfg.w_identity, losses.identity_push_away(emb, source, cfg.id_margin)),
+            "diversity": (cfg.w_diversity, losses.identity_push_away(emb[:n], emb_other,
+                                                                     cfg.diversity_margin)),
         }
-        weights = {"reconstruction": cfg.w_reconstruction, "kl": cfg.w_kl,
-                   "adversarial": cfg.w_adversarial, "identity": cfg.w_identity,
-                   "diversity": cfg.w_diversity}
-        if self.net.enc_med is not None:
-            if cfg.w_medical:
-                terms["medical"] = losses.medical_consistency(self.net.enc_med, fake, x)
-                weights["medical"] = cfg.w_medical
-            if self.med_crop is not None:
-                terms["medical_crop"] = losses.medical_consistency(
-                    self.med_crop, periocular_crop(fake, landmarks), periocular_crop(x, landmarks))
-                weights["medical_crop"] = cfg.w_medical_crop
-        loss = sum(weights[name] * value for name, value in terms.items())
-        opt_g.zero_grad()
-        self.manual_backward(loss)
-        opt_g.step()
-
-        self.log_dict({f"loss/{k}": v.detach() for k, v in terms.items()}, batch_size=x.shape[0])
-        self.log_dict({"loss": loss.detach(), "d_loss": d_loss.detach(),
-                       "cos_src": (emb.detach() * source_emb).sum(1).mean()},
-                      prog_bar=True, batch_size=x.shape[0])
-
-    def on_train_epoch_end(self):
-        for scheduler in self.lr_schedulers():
-            scheduler.step()
-
-    def configure_optimizers(self):
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        opt_g = torch.optim.Adam(params, lr=self.cfg.lr, betas=(0.5, 0.9))
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.cfg.lr, betas=(0.5, 0.9))
-        epochs = max(self.cfg.deid_epochs, 1)
-        return [opt_g, opt_d], [torch.optim.lr_scheduler.CosineAnnealingLR(opt_g, epochs),
-                                torch.optim.lr_scheduler.CosineAnnealingLR(opt_d, epochs)]
+        enc_med = self.generator.enc_med
+        if enc_med is not None:
+            terms["medical"] = (cfg.w_medical, losses.medical_consistency(
+                enc_med, periocular_crop(fake, landmarks), periocular_crop(x, landmarks)))
+        self.log("cos_src", (emb.detach() * source).sum(1).mean(), prog_bar=True,
+                 batch_size=len(x))
+        return terms

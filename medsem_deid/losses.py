@@ -26,24 +26,3 @@ def medical_consistency(enc_med, deidentified: Tensor, original: Tensor) -> Tens
     sign_term = (F.binary_cross_entropy_with_logits(sign_logits, torch.sigmoid(ref_signs))
                  if sign_logits.shape[1] else feats.new_zeros(()))
     return feature_term + label_term + sign_term
-
-
-def weighted_l1(output: Tensor, target: Tensor, weight: Tensor) -> Tensor:
-    """L1 weighted per pixel (the periocular region counts more: the signs are small)."""
-    return ((output - target).abs() * weight).mean()
-
-
-def kl_divergence(mean: Tensor, log_var: Tensor) -> Tensor:
-    """KL(q(z|x) || N(0, I)) of the VAE, summed over z, averaged over the batch: keeps the
-    codes a face is reconstructed from distributed like the key-drawn ones."""
-    return 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).sum(1).mean()
-
-
-def discriminator_hinge(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
-    """Hinge loss of the patch discriminator (Lim and Ye 2017; as in SAGAN)."""
-    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
-
-
-def generator_hinge(fake_logits: Tensor) -> Tensor:
-    """The generator's side of the hinge GAN: make every patch look real."""
-    return -fake_logits.mean()

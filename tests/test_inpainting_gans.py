@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from baselines.ciagan import Ciagan, CiaganKeepEyes
 from baselines.ciagan.lightning_model import CiaganModule
 from baselines.deepprivacy2 import DeepPrivacy2, DeepPrivacy2KeepEyes
-from baselines.inpainting_gan import (Critic, InpaintingUNet, composite, deid_mask,
+from benchmark.api.inpainting import (Critic, InpaintingUNet, composite, deid_mask,
                                       r1_penalty)
 from benchmark.registry import method_class
 from data.regions import CANONICAL_LANDMARKS, periocular_mask

@@ -12,12 +12,14 @@ from torch.utils.data import DataLoader
 from data.regions import CANONICAL_LANDMARKS
 from medsem_deid import payload
 from medsem_deid.config import make_config
-from medsem_deid.lightning_model import DeIdModule
+from benchmark.api.inpainting import Critic, deid_mask
+from medsem_deid.lightning_model import MedSemGANModule
 from medsem_deid.method import MedSemDeID, MedSemDeIDNoPrior, from_uint8, to_uint8
-from medsem_deid.torch_model import IdentityEmbedder, MedicalSemanticsEncoder, MedSemDeIDNet
+from medsem_deid.torch_model import IdentityEmbedder, MedicalSemanticsEncoder, MedSemGenerator
 
-TINY = dict(batch_size=8, width=8, disc_width=8, z_dim=8, med_width=8, med_channels=8,
-            id_width=8, id_dim=8, med_epochs=1, med_crop_epochs=1, id_epochs=1, deid_epochs=1)
+TINY = dict(batch_size=8, width=8, disc_width=8, code_dim=8, z_dim=8, med_width=8,
+            med_channels=8, cond_channels=4, id_width=8, id_dim=8, med_crop_epochs=1,
+            id_epochs=1, epochs=1)
 SIZE = 32
 #: the toy signs: a bar of the class's colour channel across both eyes (periocular region)
 BAR_ROWS, BAR_COLS = slice(11, 15), slice(8, 24)
@@ -117,32 +119,36 @@ def test_keys_are_validated_and_the_face_code_follows_the_key():
 # -- the generator ------------------------------------------------------------------------------
 @pytest.mark.parametrize("prior", [True, False])
 @pytest.mark.parametrize("size", [32, 64])
-def test_generator_shapes_and_bad_sizes(prior, size):
+def test_generator_shapes_and_the_condition_lies_on_the_eye_band(prior, size):
     enc_med = MedicalSemanticsEncoder(3, 2, width=8, channels=8) if prior else None
-    net = MedSemDeIDNet(enc_med, z_dim=8, width=8, med_width=8, med_channels=8).eval()
-    x = torch.rand(2, 3, size, size)
+    net = MedSemGenerator(enc_med, z_dim=8, code_dim=8, width=8, cond_channels=4).eval()
+    x, marks = torch.rand(2, 3, size, size), CANONICAL_LANDMARKS.expand(2, 5, 2)
+    mask = deid_mask(marks, (size, size), keep_eyes=False)
     with torch.no_grad():
-        y = net.generate(torch.randn(2, 8), net.condition(x, CANONICAL_LANDMARKS.expand(2, 5, 2)))
+        y = net(x, marks, mask, torch.randn(2, 8))
     assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1
-    with pytest.raises(ValueError, match="multiples of 16"):
-        net.condition(torch.rand(2, 3, 24, 24), CANONICAL_LANDMARKS.expand(2, 5, 2))
+    assert net.unet.stem[0].in_channels == 3 + 1 + (4 if prior else 0)
+    if prior:  # Enc_med's view is laid on the eye band and nowhere else
+        condition = net.condition(x, marks)
+        assert condition.shape == (2, 4, size, size)
+        assert condition[..., -2:, :].abs().max() == 0 and condition.abs().max() > 0
 
 
 def test_enc_med_stays_frozen_while_the_generator_trains():
     torch.manual_seed(0)
     enc_med = MedicalSemanticsEncoder(3, 2, width=8, channels=8)
-    net = MedSemDeIDNet(enc_med, z_dim=8, width=8, med_width=8, med_channels=8)
-    critic = MedicalSemanticsEncoder(3, 2, width=8, channels=8)  # the periocular critic
-    module = DeIdModule(net, IdentityEmbedder(8, 8), make_config(**TINY), critic)
+    generator = MedSemGenerator(enc_med, z_dim=8, code_dim=8, width=8, cond_channels=4)
+    id_net = IdentityEmbedder(8, 8)
+    module = MedSemGANModule(generator, Critic(4, 8), id_net, make_config(**TINY))
     enc_before = {k: v.clone() for k, v in enc_med.state_dict().items()}
-    gen_before = {k: v.clone() for k, v in net.generator.state_dict().items()}
+    unet_before = {k: v.clone() for k, v in generator.unet.state_dict().items()}
     split = _FakeSplit(8, 4, 0)
     L.Trainer(fast_dev_run=True, enable_progress_bar=False, logger=False,
               enable_model_summary=False).fit(module, DataLoader(split, batch_size=8))
     assert not enc_med.training and not any(p.requires_grad for p in enc_med.parameters())
     assert all(torch.equal(enc_before[k], v) for k, v in enc_med.state_dict().items())
-    assert not critic.training and not any(p.requires_grad for p in critic.parameters())
-    assert any(not torch.equal(gen_before[k], v) for k, v in net.generator.state_dict().items())
+    assert not id_net.training and not any(p.requires_grad for p in id_net.parameters())
+    assert any(not torch.equal(unet_before[k], v) for k, v in generator.unet.state_dict().items())
 
 
 # -- the method ---------------------------------------------------------------------------------
@@ -166,7 +172,7 @@ def test_recovery_through_a_png_file_and_a_wrong_key_recovers_no_one(fitted, tmp
     recovered = fitted.recover(stored, keys)
     assert _psnr(to_uint8(recovered), to_uint8(x)) > 35
     wrong = fitted.recover(stored, _keys(3, 6))
-    neutral = to_uint8(fitted.neutral_face[None])[0]
+    neutral = to_uint8(fitted.mean_face[None])[0]
     assert all(np.array_equal(face, neutral) for face in to_uint8(wrong))
 
 
@@ -181,7 +187,7 @@ def test_state_dict_loads_with_weights_only_and_a_second_fit_is_skipped(fitted, 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished fit in the same work_dir must be reused")
 
-    monkeypatch.setattr(MedSemDeID, "_fit_deid", no_training)
+    monkeypatch.setattr(MedSemDeID, "prepare", no_training)
     again = MedSemDeID(work_dir=fitted.work_dir, **TINY)
     again.fit(_FakeDataModule())
     assert torch.equal(again.anonymize({"image": x}, keys), fitted.anonymize({"image": x}, keys))
@@ -194,9 +200,8 @@ def test_periocular_signs_survive_on_a_toy_set(tmp_path):
     the generated faces far above chance (1/3)."""
     # the toy identity network and discriminator learn little in seconds: the medical path is
     # what this test is about
-    options = {**TINY, "med_epochs": 4, "med_crop_epochs": 0, "id_epochs": 1, "deid_epochs": 10,
-               "lr": 3e-3, "w_identity": 0.0, "w_diversity": 0.0, "w_adversarial": 0.0,
-               "w_medical": 2.0}
+    options = {**TINY, "med_crop_epochs": 4, "id_epochs": 1, "epochs": 10, "lr": 3e-3,
+               "w_identity": 0.0, "w_diversity": 0.0, "w_medical": 2.0}
     method = MedSemDeID(work_dir=tmp_path, trainer_kwargs={"enable_progress_bar": False},
                         **options)
     method.fit(_FakeDataModule(n_train=64))
@@ -215,7 +220,7 @@ def test_fast_dev_run_trains_one_batch_and_no_prior_has_no_enc_med():
     method = MedSemDeIDNoPrior(trainer_kwargs={"fast_dev_run": True, "enable_progress_bar": False},
                                **TINY)
     method.fit(_FakeDataModule())
-    assert method.net.enc_med is None and method.net.med_projection is None
+    assert method.generator.enc_med is None and not hasattr(method.generator, "project")
     assert method.config()["medical_prior"] is False
     y = method.anonymize({"image": torch.rand(2, 3, SIZE, SIZE)}, _keys(2, 0))
     assert y.shape == (2, 3, SIZE, SIZE)

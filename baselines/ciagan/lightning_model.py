@@ -9,7 +9,7 @@ from torch import Tensor
 
 from benchmark.api.nn import CosFaceHead, random_shift
 from benchmark.api.training import adamw_cosine
-from baselines.inpainting_gan import GANConfig, InpaintingGANModule, landmark_heatmaps
+from benchmark.api.inpainting import GANConfig, InpaintingGANModule, landmark_heatmaps
 
 from .networks import CiaganGenerator, Recogniser
 

@@ -15,7 +15,7 @@ import torch
 
 from benchmark.api.training import (derive_seed, load_stage, make_trainer, metrics_line,
                                     save_stage, tensor_loader)
-from baselines.inpainting_gan import Critic, GANConfig, InpaintingGAN, per_image_draw
+from benchmark.api.inpainting import Critic, GANConfig, InpaintingGAN, per_image_draw
 
 from .lightning_model import CiaganModule, RecogniserModule
 from .networks import CiaganGenerator, Recogniser

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmark.api.nn import conv_norm_act
-from baselines.inpainting_gan import InpaintingUNet, landmark_heatmaps
+from benchmark.api.inpainting import InpaintingUNet, landmark_heatmaps
 
 
 class CiaganGenerator(nn.Module):

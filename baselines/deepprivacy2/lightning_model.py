@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from baselines.inpainting_gan import InpaintingGANModule
+from benchmark.api.inpainting import InpaintingGANModule
 
 
 class DP2Module(InpaintingGANModule):

@@ -11,7 +11,7 @@ import dataclasses
 
 import torch
 
-from baselines.inpainting_gan import Critic, GANConfig, InpaintingGAN, per_image_draw
+from benchmark.api.inpainting import Critic, GANConfig, InpaintingGAN, per_image_draw
 
 from .lightning_model import DP2Module
 from .networks import DP2Generator

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from baselines.inpainting_gan import InpaintingUNet
+from benchmark.api.inpainting import InpaintingUNet
 
 
 class DP2Generator(nn.Module):

@@ -1,4 +1,5 @@
-"""What the inpainting-GAN de-identifiers share (``baselines/ciagan``, ``baselines/deepprivacy2``).
+"""What the inpainting-GAN de-identifiers share (``baselines/ciagan``, ``baselines/deepprivacy2``,
+``medsem_deid``): part of the training kit, so methods may import it (README, import rule).
 
 Both replace the face region with what a generator paints there, given the image with that
 region blanked out: the region (:func:`deid_mask`, the whole head or the head with eye holes),
@@ -22,11 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.api.fitted import FittedMethod
-from benchmark.api.nn import conv_norm_act
-from benchmark.api.training import (data_fingerprint, derive_seed, load_stage, make_trainer,
-                                    materialize, metrics_line, stage_path,
-                                    tensor_loader)
+from .fitted import FittedMethod
+from .nn import conv_norm_act
+from .training import (data_fingerprint, derive_seed, load_stage, make_trainer, materialize,
+                       metrics_line, stage_path, tensor_loader)
 from data.regions import CANONICAL_LANDMARKS, face_mask, periocular_mask
 
 log = logging.getLogger(__name__)
@@ -301,6 +301,8 @@ class InpaintingGAN(FittedMethod):
     #: keep the periocular region's pixels (the eye signs) and inpaint the rest of the head
     keep_eyes = False
     networks = ("generator",)
+    #: what :meth:`fit` reads of each training batch (and hands to :meth:`prepare` and the GAN)
+    train_keys: tuple[str, ...] = ("image", "identity", "landmarks")
     #: bump when the training recipe changes what a config learns (invalidates cached fits)
     fit_recipe = 2
 
@@ -366,7 +368,7 @@ class InpaintingGAN(FittedMethod):
         if final is not None and final.exists():
             self.load_state_dict(load_stage(final))
             return
-        data = materialize(train.train_dataloader(), ("image", "identity", "landmarks"))
+        data = materialize(train.train_dataloader(), self.train_keys)
         with tempfile.TemporaryDirectory() as scratch:
             run_dir = run_dir or Path(scratch)
             extras = self.prepare(data, stage)
