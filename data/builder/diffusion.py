@@ -30,26 +30,35 @@ WEIGHTS = "generator.safetensors"
 
 class ConditionalDenoiser(nn.Module):
     """``UNet2DModel`` with ``class_embed_type="identity"``: the condition vector, projected by
-    a small MLP to the timestep-embedding width, is added to the timestep embedding."""
+    a small MLP to the timestep-embedding width, is added to the timestep embedding.
 
-    def __init__(self, config: GeneratorConfig, condition_dim: int, channels: int) -> None:
+    ``condition_dim=0``: no condition vector (a denoiser conditioned through its input channels
+    only, as the diffusion de-identifier's); ``out_channels`` (default ``channels``): the
+    predicted channels, when the input also carries conditioning channels."""
+
+    def __init__(self, config: GeneratorConfig, condition_dim: int, channels: int,
+                 out_channels: int | None = None) -> None:
         super().__init__()
         levels = len(config.block_out_channels)
         down = ["DownBlock2D"] * levels
         if config.attention:
             down[-1] = "AttnDownBlock2D"
         self.unet = UNet2DModel(
-            sample_size=config.image_size, in_channels=channels, out_channels=channels,
+            sample_size=config.image_size, in_channels=channels,
+            out_channels=out_channels or channels,
             block_out_channels=config.block_out_channels, layers_per_block=config.layers_per_block,
             down_block_types=tuple(down),
             up_block_types=tuple(b.replace("Down", "Up") for b in reversed(down)),
-            norm_num_groups=config.norm_num_groups, class_embed_type="identity",
+            norm_num_groups=config.norm_num_groups,
+            class_embed_type="identity" if condition_dim else None,
         )
         width = 4 * config.block_out_channels[0]  # UNet2DModel's timestep-embedding width
-        self.condition = nn.Sequential(nn.Linear(condition_dim, width), nn.SiLU(), nn.Linear(width, width))
+        self.condition = (nn.Sequential(nn.Linear(condition_dim, width), nn.SiLU(), nn.Linear(width, width))
+                          if condition_dim else None)
 
-    def forward(self, x: Tensor, t: Tensor, condition: Tensor) -> Tensor:
-        return self.unet(x, t, class_labels=self.condition(condition)).sample
+    def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Tensor:
+        labels = None if self.condition is None else self.condition(condition)
+        return self.unet(x, t, class_labels=labels).sample
 
 
 def noise_schedule(config: GeneratorConfig) -> DDPMScheduler:
@@ -57,28 +66,28 @@ def noise_schedule(config: GeneratorConfig) -> DDPMScheduler:
                          beta_schedule=config.beta_schedule, prediction_type=config.prediction_type)
 
 
-class ConditionalDDPM(L.LightningModule):
-    """DDPM training (predict the velocity, or the added noise) with condition dropout and an EMA copy of the
-    weights, which is what gets sampled."""
+class DenoiserTraining(L.LightningModule):
+    """DDPM training of ``model``, whatever conditions it: the noise schedule, a noised batch
+    with its regression target (the velocity, the added noise or the clean sample), an EMA copy of the weights
+    (what gets sampled) and AdamW with a one-cycle schedule over ``config.train_steps``.
+    Subclasses write ``training_step``."""
 
-    def __init__(self, config: dict, condition_dim: int, channels: int) -> None:
+    def __init__(self, model: nn.Module, config: GeneratorConfig) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.config = GeneratorConfig(**{**config, "block_out_channels": tuple(config["block_out_channels"])})
-        self.model = ConditionalDenoiser(self.config, condition_dim, channels)
-        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.config.ema_decay))
-        self.scheduler = noise_schedule(self.config)
+        self.config = config
+        self.model = model
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
+        self.scheduler = noise_schedule(config)
 
-    def training_step(self, batch, _):
-        x0, condition = batch
-        keep = torch.rand(len(x0), 1, device=x0.device) >= self.config.condition_dropout
+    def noised(self, x0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``x0`` at random timesteps: (noisy batch, timesteps, what the model should predict:
+        the noise, the clean sample or the velocity, as ``prediction_type`` says)."""
         noise = torch.randn_like(x0)
         t = torch.randint(0, self.config.num_train_timesteps, (len(x0),), device=x0.device)
         noisy = self.scheduler.add_noise(x0, noise, t)
-        target = noise if self.config.prediction_type == "epsilon" else self.scheduler.get_velocity(x0, noise, t)
-        loss = F.mse_loss(self.model(noisy, t, condition * keep), target)
-        self.log("loss", loss, prog_bar=True)
-        return loss
+        targets = {"epsilon": lambda: noise, "sample": lambda: x0,
+                   "v_prediction": lambda: self.scheduler.get_velocity(x0, noise, t)}
+        return noisy, t, targets[self.config.prediction_type]()
 
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)
@@ -91,6 +100,24 @@ class ConditionalDDPM(L.LightningModule):
                                                     total_steps=self.config.train_steps,
                                                     pct_start=max(0.05, 3 / self.config.train_steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class ConditionalDDPM(DenoiserTraining):
+    """DDPM training of the conditional generator, with condition dropout (classifier-free
+    guidance)."""
+
+    def __init__(self, config: dict, condition_dim: int, channels: int) -> None:
+        generator = GeneratorConfig(**{**config, "block_out_channels": tuple(config["block_out_channels"])})
+        super().__init__(ConditionalDenoiser(generator, condition_dim, channels), generator)
+        self.save_hyperparameters()
+
+    def training_step(self, batch, _):
+        x0, condition = batch
+        keep = torch.rand(len(x0), 1, device=x0.device) >= self.config.condition_dropout
+        noisy, t, target = self.noised(x0)
+        loss = F.mse_loss(self.model(noisy, t, condition * keep), target)
+        self.log("loss", loss, prog_bar=True)
+        return loss
 
 
 def train_generator(images: Tensor, conditions: Tensor, config: GeneratorConfig, directory: Path,

@@ -1,0 +1,75 @@
+"""Hyper-parameters of the keyed DDIM anonymiser, one preset per profile.
+
+``toy`` trains a few steps with a narrow UNet (tests, the CI pipeline); ``quick`` trains the
+denoiser in CPU minutes at 64 px and samples with a 10-step DDIM schedule; ``full`` is the GPU
+preset. Every field is part of :meth:`KeyedDDIM.config`, hence of the harness's cache key.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from data.builder.profiles import GeneratorConfig
+
+
+@dataclass(frozen=True)
+class KeyedDDIMConfig:
+    # -- the region -------------------------------------------------------------------------
+    keep_eyes: bool = False  # eye holes in the face mask: the periocular pixels stay the input's
+    # -- the denoiser (diffusers UNet2DModel) ----------------------------------------------------
+    patch: int = 4  # the UNet sees patch x patch pixel blocks as channels (64 px -> 16 x 16)
+    block_out_channels: tuple[int, ...] = (48, 64)
+    layers_per_block: int = 1
+    norm_num_groups: int = 8
+    # -- DDPM training ------------------------------------------------------------------------
+    train_steps: int = 1500
+    batch_size: int = 32
+    lr: float = 2e-3
+    ema_decay: float = 0.995
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    #: the velocity (Salimans & Ho, 2022): after CPU minutes of training an epsilon denoiser
+    #: regenerates faces under heavy residual noise, and a clean-face one is a smoothing map
+    #: whose last step no inversion undoes (28 dB); the velocity is the noise at low noise
+    #: levels (invertible steps) and the face at high ones (smooth faces) (README)
+    prediction_type: str = "v_prediction"
+    # -- keyed DDIM -----------------------------------------------------------------------------
+    ddim_steps: int = 8  # the DDIM schedule (trailing spacing over the training timesteps)
+    depth: int = 5  # how many of its steps the face is inverted: down to timestep ~ depth/steps*T
+    corrector_steps: int = 2  # fixed-point iterations per inversion step (exact inversion)
+    key_mix: float = 0.7  # share s of key noise in the latent: z' = sqrt(1 - s^2) z + s n_key
+
+    def replace(self, **changes) -> "KeyedDDIMConfig":
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(f"unknown keyed_ddim option(s): {sorted(unknown)}")
+        if "block_out_channels" in changes:
+            changes["block_out_channels"] = tuple(changes["block_out_channels"])
+        return dataclasses.replace(self, **changes)
+
+    def generator(self) -> GeneratorConfig:
+        """The builder's denoiser settings (``data.builder``) for this denoiser."""
+        return GeneratorConfig(
+            image_size=64 // self.patch, block_out_channels=self.block_out_channels,
+            layers_per_block=self.layers_per_block, norm_num_groups=self.norm_num_groups,
+            train_steps=self.train_steps, batch_size=self.batch_size, lr=self.lr,
+            condition_dropout=0.0, ema_decay=self.ema_decay,
+            num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule,
+            prediction_type=self.prediction_type)
+
+
+PROFILES = {
+    "toy": KeyedDDIMConfig(block_out_channels=(8, 16), norm_num_groups=4, train_steps=4,
+                           batch_size=8, ddim_steps=4, depth=2, corrector_steps=1),
+    "quick": KeyedDDIMConfig(),
+    "full": KeyedDDIMConfig(patch=2, block_out_channels=(64, 128, 256), layers_per_block=2,
+                            norm_num_groups=32, train_steps=60_000, batch_size=64, lr=2e-4,
+                            ema_decay=0.9995, ddim_steps=20, depth=10, corrector_steps=3),
+}
+
+
+def make_config(profile: str = "quick", **options) -> KeyedDDIMConfig:
+    """The preset for ``profile`` with ``options`` overriding single fields."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    return PROFILES[profile].replace(**options)

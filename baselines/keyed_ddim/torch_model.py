@@ -1,0 +1,123 @@
+"""The keyed DDIM anonymiser's networks and its deterministic diffusion process.
+
+:class:`InpaintingDenoiser` predicts the noise of the face region given the pixels outside it
+(the ``data.builder`` diffusers UNet, on pixel blocks). :class:`KeyedDDIMProcess` runs DDIM
+(eta 0) both ways over the last ``depth`` steps of the schedule: :meth:`~KeyedDDIMProcess.invert`
+takes a face to its latent at an intermediate timestep, :meth:`~KeyedDDIMProcess.regenerate`
+takes a latent back to a face. The pixels outside the mask are an input of every step, not part
+of the state, so a composite that keeps them bit-identical does not break the inversion.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler
+from torch import Tensor, nn
+
+from data.builder.diffusion import ConditionalDenoiser, noise_schedule
+
+from .config import KeyedDDIMConfig
+
+
+class InpaintingDenoiser(nn.Module):
+    """``eps(x_t, t | context, mask)``: the noise in the face region ``x_t`` (zero outside the
+    mask) given the known pixels outside it (``context``, in [-1, 1], zero inside) and the mask.
+    The three are stacked (7 channels) and folded into ``patch x patch`` blocks
+    (``pixel_unshuffle``: lossless, so a 64 px face costs the UNet a 16 x 16 map); the
+    prediction is unfolded and masked."""
+
+    def __init__(self, cfg: KeyedDDIMConfig):
+        super().__init__()
+        self.patch = cfg.patch
+        blocks = cfg.patch ** 2
+        self.unet = ConditionalDenoiser(cfg.generator(), condition_dim=0, channels=7 * blocks,
+                                        out_channels=3 * blocks)
+
+    def forward(self, x_t: Tensor, t: Tensor, context: Tensor, mask: Tensor) -> Tensor:
+        stacked = F.pixel_unshuffle(torch.cat([x_t, context, mask], 1), self.patch)
+        return F.pixel_shuffle(self.unet(stacked, t), self.patch) * mask
+
+
+def ddim_step(x: Tensor, eps: Tensor, alpha_from: float, alpha_to: float) -> Tensor:
+    """Deterministic DDIM (eta 0) from noise level ``alpha_from`` to ``alpha_to`` (cumulative
+    alphas) with the noise estimate ``eps``; the same formula runs up (inversion) and down."""
+    x0 = (x - (1 - alpha_from) ** 0.5 * eps) / alpha_from ** 0.5
+    return alpha_to ** 0.5 * x0 + (1 - alpha_to) ** 0.5 * eps
+
+
+class KeyedDDIMProcess:
+    """DDIM over the last ``cfg.depth`` steps of a ``cfg.ddim_steps`` schedule (trailing
+    spacing, as the builder samples), no clipping of the predicted face: every step is an
+    invertible map given its noise estimate.
+
+    Inversion solves each step exactly (in the limit): the up-step ``x_t = step(x_s, eps(x_t))``
+    needs the noise estimate at the unknown ``x_t``; plain DDIM inversion uses the one at
+    ``x_s`` instead, whose error the regeneration does not undo. ``cfg.corrector_steps``
+    fixed-point iterations re-evaluate it at the current ``x_t`` estimate (as in exact DDIM
+    inversion by fixed points, Pan et al. 2023; Hong et al. 2024)."""
+
+    def __init__(self, denoiser: InpaintingDenoiser, cfg: KeyedDDIMConfig):
+        self.denoiser, self.cfg = denoiser, cfg
+        scheduler = DDIMScheduler.from_config(noise_schedule(cfg.generator()).config,
+                                              timestep_spacing="trailing")
+        scheduler.set_timesteps(cfg.ddim_steps)
+        #: timesteps of the kept steps, least noisy first; their cumulative alphas, with the
+        #: clean image's 1.0 in front
+        self.timesteps = scheduler.timesteps[-cfg.depth:].flip(0).tolist()
+        self.alphas = {t: float(scheduler.alphas_cumprod[t]) for t in self.timesteps}
+        self.levels = [1.0] + [self.alphas[t] for t in self.timesteps]
+
+    def _eps(self, x: Tensor, t: int, context: Tensor, mask: Tensor) -> Tensor:
+        """The noise estimate at ``(x, t)``, whatever the denoiser predicts."""
+        out = self.denoiser(x, torch.full((len(x),), t, device=x.device), context, mask)
+        a = self.alphas[t]
+        if self.cfg.prediction_type == "sample":  # eps from the predicted clean face
+            return (x - a ** 0.5 * out) / (1 - a) ** 0.5
+        if self.cfg.prediction_type == "v_prediction":
+            return (1 - a) ** 0.5 * x + a ** 0.5 * out
+        return out
+
+    def invert(self, face: Tensor, context: Tensor, mask: Tensor) -> Tensor:
+        """The latent at the deepest kept timestep whose regeneration is ``face`` (``[-1, 1]``,
+        zero outside ``mask``)."""
+        x, eps = face, None
+        for i, t in enumerate(self.timesteps):
+            a_from, a_to = self.levels[i], self.levels[i + 1]
+            if eps is None:  # later steps start from the previous step's estimate
+                eps = self._eps(x, t, context, mask)
+            for _ in range(self.cfg.corrector_steps):
+                eps = self._eps(ddim_step(x, eps, a_from, a_to), t, context, mask)
+            x = ddim_step(x, eps, a_from, a_to)
+        return x
+
+    def regenerate(self, latent: Tensor, context: Tensor, mask: Tensor) -> Tensor:
+        """The face (``[-1, 1]``, zero outside ``mask``) DDIM draws from ``latent``."""
+        x = latent
+        for i in reversed(range(len(self.timesteps))):
+            eps = self._eps(x, self.timesteps[i], context, mask)
+            x = ddim_step(x, eps, self.levels[i + 1], self.levels[i])
+        return x
+
+
+def key_noise(keys: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """``[B, *shape]`` standard normal noise, one draw per key from NumPy's PCG64 seeded with
+    the key's bits read as one integer, through ``SeedSequence`` (which takes every bit: a torch
+    CPU generator's ``manual_seed`` keeps only the low 32 of 64, so half the key would be lost)."""
+    draws = []
+    for row in keys.round().int().tolist():
+        entropy = sum(1 << i for i, bit in enumerate(row) if bit)
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
+        draws.append(torch.from_numpy(rng.standard_normal(shape, dtype=np.float32)))
+    return torch.stack(draws)
+
+
+def mix_key(latent: Tensor, noise: Tensor, mask: Tensor, share: float) -> Tensor:
+    """``sqrt(1 - s^2) z + s n`` inside ``mask``: the latent stays standard-normal-like (a
+    variance-preserving mix), so the regeneration sees what it was trained on."""
+    return ((1 - share ** 2) ** 0.5 * latent + share * noise) * mask
+
+
+def unmix_key(latent: Tensor, noise: Tensor, mask: Tensor, share: float) -> Tensor:
+    """The inverse of :func:`mix_key` for the same noise."""
+    return (latent - share * noise * mask) / (1 - share ** 2) ** 0.5

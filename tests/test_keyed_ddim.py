@@ -1,0 +1,168 @@
+"""Keyed DDIM (``keyed_ddim``, ``keyed_ddim_keep_eyes``): exact DDIM inversion, the region and
+the composite, key handling (reproducible, recovery with the right key, not with a wrong
+one) and a diffusion fit in seconds."""
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from baselines.inpainting_gan import deid_mask
+from baselines.keyed_ddim.config import make_config
+from baselines.keyed_ddim.lightning_model import masked_face
+from baselines.keyed_ddim.method import KeyedDDIM, KeyedDDIMKeepEyes
+from baselines.keyed_ddim.torch_model import (InpaintingDenoiser, KeyedDDIMProcess, key_noise,
+                                              mix_key, unmix_key)
+from data.regions import CANONICAL_LANDMARKS
+
+SIZE = 32
+
+
+def _faces(n: int, seed: int = 0) -> torch.Tensor:
+    """Smooth images inside [0.2, 0.8] (so a small change stays inside [0, 1])."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, 4, 4, generator=g)
+    return 0.2 + 0.6 * torch.nn.functional.interpolate(low, size=(SIZE, SIZE), mode="bilinear")
+
+
+def _keys(n: int, seed: int) -> torch.Tensor:
+    return torch.randint(0, 2, (n, 64), generator=torch.Generator().manual_seed(seed)).float()
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
+
+
+def _png(images: torch.Tensor) -> torch.Tensor:
+    return (images * 255).round() / 255
+
+
+def _region(n: int, keep_eyes: bool) -> torch.Tensor:
+    return deid_mask(CANONICAL_LANDMARKS.expand(n, 5, 2), (SIZE, SIZE), keep_eyes)
+
+
+def _toy(cls=KeyedDDIM, **options) -> KeyedDDIM:
+    """A toy method whose denoiser predicts small noise (a trained one stays in range too).
+    It predicts the noise, not the clean face: an untrained clean-face predictor maps every
+    latent to about the same face, which no inversion can undo (a trained one does not)."""
+    torch.manual_seed(0)
+    method = cls(profile="toy", **{"prediction_type": "epsilon", **options})
+    denoiser = method.build_networks()["denoiser"]
+    torch.nn.init.normal_(denoiser.unet.unet.conv_out.weight, std=0.01)
+    method.load_state_dict({"config": method.config(), "denoiser": denoiser.state_dict()})
+    return method
+
+
+@pytest.mark.parametrize("corrector_steps", [0, 4])
+def test_fixed_point_inversion_is_exact_where_plain_ddim_inversion_is_not(corrector_steps):
+    torch.manual_seed(1)
+    cfg = make_config("toy", corrector_steps=corrector_steps, prediction_type="epsilon")
+    denoiser = InpaintingDenoiser(cfg).eval()
+    torch.nn.init.normal_(denoiser.unet.unet.conv_out.weight, std=0.02)
+    process = KeyedDDIMProcess(denoiser, cfg)
+    mask = _region(4, False)
+    face, context = masked_face(_faces(4), mask)
+    with torch.no_grad():
+        error = (process.regenerate(process.invert(face, context, mask), context, mask)
+                 - face).abs().max()
+    if corrector_steps == 0:
+        assert error > 0.1  # plain DDIM inversion: the noise estimate of the wrong point
+    else:
+        assert error < 2e-3
+
+
+def test_key_noise_is_the_keys_and_unmix_undoes_mix():
+    keys = _keys(3, 0)
+    noise = key_noise(keys, (3, 8, 8))
+    assert torch.equal(noise, key_noise(keys.clone(), (3, 8, 8)))  # the key alone fixes it
+    flipped = keys.clone()
+    flipped[:, 63] = 1 - flipped[:, 63]  # the last of the 64 bits matters too
+    assert not torch.allclose(noise, key_noise(flipped, (3, 8, 8)))
+    latent, mask = torch.randn(3, 3, 8, 8), torch.ones(3, 1, 8, 8)
+    mixed = mix_key(latent, noise, mask, 0.8)
+    assert torch.allclose(unmix_key(mixed, noise, mask, 0.8), latent, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [KeyedDDIM, KeyedDDIMKeepEyes])
+def test_shapes_and_pixels_outside_the_region_bit_identical(cls):
+    method = _toy(cls)
+    images, keys = _faces(5), _keys(5, 1)
+    out = method.anonymize({"image": images}, keys)
+    assert out.shape == images.shape and out.dtype == torch.float32
+    assert out.min() >= 0 and out.max() <= 1
+    outside = _region(5, cls.keep_eyes) == 0
+    assert torch.equal(out[outside.expand_as(out)], images[outside.expand_as(images)])
+    if cls.keep_eyes:  # the periocular pixels are outside the eye-keeping region
+        assert outside.sum() > _region(5, False).eq(0).sum()
+    assert (out - images).abs().amax((1, 2, 3)).min() > 1e-2  # every face changed
+
+
+def test_same_key_reproducible_right_key_recovers_wrong_key_does_not():
+    method = _toy(key_mix=0.05)  # a small mix keeps the toy faces inside [0, 1]
+    images, keys = _faces(6), _keys(6, 3)
+    anonymised = method.anonymize({"image": images}, keys)
+    assert torch.equal(anonymised, method.anonymize({"image": images}, keys))
+    other = method.anonymize({"image": images}, _keys(6, 4))
+    assert (other - anonymised).abs().mean() > 1e-3  # another key, another face
+    recovered = _psnr(method.recover(_png(anonymised), keys), images)
+    wrong = _psnr(method.recover(_png(anonymised), _keys(6, 5)), images)
+    assert recovered > 40 and recovered > wrong + 10 and recovered > _psnr(anonymised, images) + 10
+
+
+def test_keys_of_the_wrong_shape_are_refused():
+    with pytest.raises(ValueError, match="keys must be"):
+        _toy().anonymize({"image": _faces(2)}, torch.zeros(2, 16))
+
+
+def test_unknown_options_are_refused_and_both_rows_are_registered():
+    with pytest.raises(TypeError, match="unknown keyed_ddim option"):
+        KeyedDDIM(profile="toy", strength=2.0)
+    with pytest.raises(ValueError, match="unknown profile"):
+        KeyedDDIM(profile="huge")
+    assert KeyedDDIMKeepEyes(profile="toy").config()["keep_eyes"]
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).parents[1] / "setup.cfg")
+    declared = dict(line.split(" = ") for line in
+                    cfg["options.entry_points"]["mema_bench.methods"].strip().splitlines())
+    for cls in (KeyedDDIM, KeyedDDIMKeepEyes):
+        assert declared[cls.name] == f"{cls.__module__}:{cls.__name__}"
+
+
+class _ToyDataModule:
+    """Eight faces with canonical landmarks, at 32 px."""
+
+    classes, signs = ["healthy"], []
+
+    def setup(self, stage=None):
+        self.images = _faces(8, seed=5)
+        self.landmarks = CANONICAL_LANDMARKS.expand(8, 5, 2).clone()
+
+    def train_dataloader(self):
+        data = TensorDataset(self.images, self.landmarks)
+        return [{"image": x, "landmarks": m} for x, m in DataLoader(data, batch_size=4)]
+
+
+def test_fast_dev_run_fits_in_seconds_and_is_not_cached(tmp_path):
+    method = KeyedDDIM(profile="toy", work_dir=tmp_path, trainer_kwargs={
+        "fast_dev_run": True, "enable_progress_bar": False, "accelerator": "cpu"})
+    method.fit(_ToyDataModule())
+    out = method.anonymize({"image": _faces(2)}, _keys(2, 0))
+    assert out.shape == (2, 3, SIZE, SIZE) and torch.isfinite(out).all()
+    assert not list(tmp_path.rglob("*.pt"))  # a one-batch fit is never cached
+
+
+def test_toy_fit_is_cached_and_new_sampling_settings_reuse_the_denoiser(tmp_path):
+    kwargs = {"work_dir": tmp_path, "trainer_kwargs": {"enable_progress_bar": False}}
+    first = KeyedDDIM(profile="toy", **kwargs)
+    first.fit(_ToyDataModule())
+    assert len(list(tmp_path.rglob("*.pt"))) == 2  # the denoiser stage and the fitted method
+    resampled = KeyedDDIM(profile="toy", key_mix=0.5, **kwargs)
+    resampled.fit(_ToyDataModule())  # loads the denoiser stage: no training
+    for a, b in zip(first.denoiser.state_dict().values(),
+                    resampled.denoiser.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="different config"):
+        resampled.load_state_dict(first.state_dict())
