@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from baselines.inpainting_gan import deid_mask
+from benchmark.api.inpainting import deid_mask
 from baselines.keyed_ddim.config import make_config
 from baselines.keyed_ddim.lightning_model import masked_face
 from baselines.keyed_ddim.method import KeyedDDIM, KeyedDDIMKeepEyes

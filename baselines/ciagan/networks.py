@@ -2,7 +2,7 @@
 Generative Adversarial Networks", CVPR 2020), at 64 px: the identity-conditioned inpainting
 generator and the training-time recogniser whose embedding the identity loss reads.
 
-The critic is the shared :class:`baselines.inpainting_gan.Critic` on (image, landmark heatmaps).
+The critic is the shared :class:`benchmark.api.inpainting.Critic` on (image, landmark heatmaps).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 Anonymization", WACV 2023), face generator at 64 px: a U-Net that inpaints the masked region
 from (masked image (+) mask) and a latent code z.
 
-The critic is the shared :class:`baselines.inpainting_gan.Critic` on (image, mask).
+The critic is the shared :class:`benchmark.api.inpainting.Critic` on (image, mask).
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from baselines.inpainting_gan import deid_mask
+from benchmark.api.inpainting import deid_mask
 from data.builder.diffusion import DenoiserTraining
 
 from .config import KeyedDDIMConfig

@@ -18,8 +18,8 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from baselines.inpainting_gan import composite, deid_mask
 from benchmark.api.fitted import FittedMethod
+from benchmark.api.inpainting import composite, deid_mask
 from benchmark.api.training import (data_fingerprint, derive_seed, load_stage, make_trainer,
                                     materialize, metrics_line, save_stage, tensor_loader)
 from data.regions import CANONICAL_LANDMARKS
