@@ -18,26 +18,12 @@ from baselines.keyed_ddim.torch_model import (InpaintingDenoiser, KeyedDDIMProce
                                               mix_key, unmix_key)
 from data.regions import CANONICAL_LANDMARKS
 
-SIZE = 32
-
-
-def _faces(n: int, seed: int = 0) -> torch.Tensor:
-    """Smooth images inside [0.2, 0.8] (so a small change stays inside [0, 1])."""
-    g = torch.Generator().manual_seed(seed)
-    low = torch.rand(n, 3, 4, 4, generator=g)
-    return 0.2 + 0.6 * torch.nn.functional.interpolate(low, size=(SIZE, SIZE), mode="bilinear")
+from tests.toy_images import (SIZE, png_round as _png, psnr as _psnr, random_keys,
+                              smooth_faces as _faces)
 
 
 def _keys(n: int, seed: int) -> torch.Tensor:
-    return torch.randint(0, 2, (n, 64), generator=torch.Generator().manual_seed(seed)).float()
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
-
-
-def _png(images: torch.Tensor) -> torch.Tensor:
-    return (images * 255).round() / 255
+    return random_keys(n, seed, 64)
 
 
 def _region(n: int, keep_eyes: bool) -> torch.Tensor:

@@ -11,22 +11,11 @@ from baselines.riddle.method import RiDDLE
 from baselines.riddle.torch_model import LatentEncryptor
 from benchmark.registry import load_method
 
-SIZE = 32
-
-
-def _faces(n: int, seed: int = 0) -> torch.Tensor:
-    """Smooth images inside [0.2, 0.8]."""
-    g = torch.Generator().manual_seed(seed)
-    low = torch.rand(n, 3, 4, 4, generator=g)
-    return 0.2 + 0.6 * torch.nn.functional.interpolate(low, size=(SIZE, SIZE), mode="bilinear")
+from tests.toy_images import SIZE, psnr as _psnr, random_keys, smooth_faces as _faces
 
 
 def _keys(n: int, seed: int) -> torch.Tensor:
-    return torch.randint(0, 2, (n, 64), generator=torch.Generator().manual_seed(seed)).float()
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
+    return random_keys(n, seed, 64)
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,12 @@
 password-conditioned transformer (its recogniser trains with ``benchmark.api.recognition``)."""
 from __future__ import annotations
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from benchmark.api.nn import CosFaceHead, PatchCritic, through_uint8
-from benchmark.api.recognition import Recogniser
+from benchmark.api.recognition import Recogniser, RecogniserGANModule
 from benchmark.api.training import other_passwords
 
 from .config import FITConfig
@@ -21,7 +20,7 @@ def high_pass(images: Tensor) -> Tensor:
     return images - low
 
 
-class FITModule(L.LightningModule):
+class FITModule(RecogniserGANModule):
     """FIT's multi-task objective, per batch of faces x with random passwords p, q, k (q, k != p):
 
     - anonymised ``M = G(x, p)`` and ``M' = G(x, q)``; recovered ``R = G(8bit(M), ~p)``; wrong
@@ -125,22 +124,5 @@ class FITModule(L.LightningModule):
     def _lsgan(scores: Tensor, target: float) -> Tensor:
         return ((scores - target) ** 2).mean()
 
-    def _trainable(self, *modules) -> None:
-        """Only ``modules`` collect gradients in the next backward (FIT's set_requires_grad)."""
-        for module in (self.transformer, self.critic, self.recogniser, self.head):
-            module.requires_grad_(any(module is m for m in modules))
-
-    def on_train_epoch_end(self):
-        for scheduler in self.lr_schedulers():
-            scheduler.step()
-
-    def configure_optimizers(self):
-        cfg = self.cfg
-        opt_g = torch.optim.Adam(self.transformer.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
-        opt_d = torch.optim.Adam([
-            {"params": self.critic.parameters(), "lr": cfg.lr},
-            {"params": [*self.recogniser.parameters(), *self.head.parameters()],
-             "lr": cfg.id_finetune_lr}], betas=(0.5, 0.999))
-        epochs = max(cfg.epochs, 1)
-        return [opt_g, opt_d], [torch.optim.lr_scheduler.CosineAnnealingLR(opt_g, epochs),
-                                torch.optim.lr_scheduler.CosineAnnealingLR(opt_d, epochs)]
+    def generator(self) -> nn.Module:
+        return self.transformer

@@ -6,10 +6,10 @@ from __future__ import annotations
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from benchmark.api.nn import CosFaceHead, PatchCritic, through_uint8
-from benchmark.api.recognition import Recogniser
+from benchmark.api.recognition import Recogniser, RecogniserGANModule
 from benchmark.api.training import adamw_cosine, other_passwords
 
 from .config import RiDDLEConfig
@@ -42,7 +42,7 @@ def encrypt(autoencoder: Autoencoder, encryptor: LatentEncryptor, images: Tensor
     return autoencoder.decode(encryptor(autoencoder.encode(images), passwords))
 
 
-class RiDDLEModule(L.LightningModule):
+class RiDDLEModule(RecogniserGANModule):
     """RiDDLE's objective, per batch of faces x (latent ``w = E(x)``, face masks m) with random
     passwords p, q, k (q, k != p); the autoencoder stays frozen, as the paper's StyleGAN:
 
@@ -138,25 +138,8 @@ class RiDDLEModule(L.LightningModule):
                        "cos_src": source_cos("anon").detach().mean(),
                        "rec_l1": terms["recovery"].detach()}, prog_bar=True, batch_size=len(x))
 
-    def _trainable(self, *modules) -> None:
-        """Only ``modules`` collect gradients in the next backward."""
-        for module in (self.encryptor, self.critic, self.recogniser, self.head):
-            module.requires_grad_(any(module is m for m in modules))
-
-    def on_train_epoch_end(self):
-        for scheduler in self.lr_schedulers():
-            scheduler.step()
-
-    def configure_optimizers(self):
-        cfg = self.cfg
-        opt_g = torch.optim.Adam(self.encryptor.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
-        opt_d = torch.optim.Adam([
-            {"params": self.critic.parameters(), "lr": cfg.lr},
-            {"params": [*self.recogniser.parameters(), *self.head.parameters()],
-             "lr": cfg.id_finetune_lr}], betas=(0.5, 0.999))
-        epochs = max(cfg.epochs, 1)
-        return [opt_g, opt_d], [torch.optim.lr_scheduler.CosineAnnealingLR(opt_g, epochs),
-                                torch.optim.lr_scheduler.CosineAnnealingLR(opt_d, epochs)]
+    def generator(self) -> nn.Module:
+        return self.encryptor
 
 
 def high_pass(images: Tensor, size: int = 5) -> Tensor:

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 import lightning as L
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -81,3 +82,34 @@ def fit_recogniser(method, path: Path, data: dict, classes: int,
     if not method.smoke_run:
         save_stage({"recogniser": recogniser.state_dict(), "head": head.state_dict()}, path)
     return recogniser, head
+
+
+class RecogniserGANModule(L.LightningModule):
+    """The optimisation FIT's recipe and RiDDLE's share: manual optimisation of a keyed
+    generator (:meth:`generator`) against ``self.critic``, with the training-time recogniser and
+    its head (``self.recogniser``, ``self.head``) fine-tuned in the critic's step at
+    ``cfg.id_finetune_lr``; Adam (0.5, 0.999) at ``cfg.lr`` and a cosine decay over
+    ``cfg.epochs``, stepped once per epoch."""
+
+    def generator(self) -> nn.Module:
+        raise NotImplementedError
+
+    def _trainable(self, *modules) -> None:
+        """Only ``modules`` collect gradients in the next backward (FIT's set_requires_grad)."""
+        for module in (self.generator(), self.critic, self.recogniser, self.head):
+            module.requires_grad_(any(module is m for m in modules))
+
+    def on_train_epoch_end(self):
+        for scheduler in self.lr_schedulers():
+            scheduler.step()
+
+    def configure_optimizers(self):
+        cfg = self.cfg
+        opt_g = torch.optim.Adam(self.generator().parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam([
+            {"params": self.critic.parameters(), "lr": cfg.lr},
+            {"params": [*self.recogniser.parameters(), *self.head.parameters()],
+             "lr": cfg.id_finetune_lr}], betas=(0.5, 0.999))
+        epochs = max(cfg.epochs, 1)
+        return [opt_g, opt_d], [torch.optim.lr_scheduler.CosineAnnealingLR(opt_g, epochs),
+                                torch.optim.lr_scheduler.CosineAnnealingLR(opt_d, epochs)]
