@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchmark.api.inpainting import GANConfig, make_config as make_gan_config
+from benchmark.api.fitted import preset
+from benchmark.api.inpainting import GANConfig
 
 
 @dataclass(frozen=True)
@@ -65,4 +66,4 @@ PROFILES = {
 
 def make_config(profile: str = "quick", **options) -> MedSemConfig:
     """The preset for ``profile`` with ``options`` overriding single fields."""
-    return make_gan_config(PROFILES, profile, **options)
+    return preset(PROFILES, profile, **options)

@@ -23,7 +23,7 @@ from benchmark.api.training import (data_fingerprint, derive_seed, load_stage, m
                                     metrics_line, save_stage, stage_path, tensor_loader)
 
 from . import payload
-from .config import MedSemConfig, PROFILES, make_config
+from .config import PROFILES
 from .lightning_model import IdentityModule, MedicalSemanticsModule, MedSemGANModule
 from .torch_model import IdentityEmbedder, MedicalSemanticsEncoder, MedSemGenerator
 
@@ -63,9 +63,6 @@ class MedSemDeID(InpaintingGAN):
         super().__init__(**kwargs)
         self.key_bits = self.cfg.key_bits
         self._fingerprint = ""
-
-    def make_config(self, profile: str, **options) -> MedSemConfig:
-        return make_config(profile, **options)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "medical_prior": self.use_medical_prior}

@@ -104,7 +104,7 @@ def test_keys_of_the_wrong_shape_are_refused():
 
 
 def test_unknown_options_are_refused_and_both_rows_are_registered():
-    with pytest.raises(TypeError, match="unknown keyed_ddim option"):
+    with pytest.raises(TypeError, match="unknown option"):
         KeyedDDIM(profile="toy", strength=2.0)
     with pytest.raises(ValueError, match="unknown profile"):
         KeyedDDIM(profile="huge")

@@ -9,12 +9,13 @@ push are re-weighted, ``w_smooth`` and ``w_range`` are ours (``README.md`` says 
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+
+from benchmark.api.fitted import MethodConfig, preset
 
 
 @dataclass(frozen=True)
-class FITConfig:
+class FITConfig(MethodConfig):
     batch_size: int = 32
     password_bits: int = 16  # the paper's password length
     # -- networks ---------------------------------------------------------------------------
@@ -42,11 +43,6 @@ class FITConfig:
     w_smooth: float = 30.0  # high-pass of the anonymised change (no sub-pixel checkerboard)
     w_range: float = 10.0  # anonymised pixels outside [0, 1] (clipping breaks the inverse)
 
-    def replace(self, **changes) -> "FITConfig":
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise TypeError(f"unknown FIT option(s): {sorted(unknown)}")
-        return dataclasses.replace(self, **changes)
 
 
 PROFILES = {
@@ -60,6 +56,4 @@ PROFILES = {
 
 def make_config(profile: str = "quick", **options) -> FITConfig:
     """The preset for ``profile`` with ``options`` overriding single fields."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-    return PROFILES[profile].replace(**options)
+    return preset(PROFILES, profile, **options)

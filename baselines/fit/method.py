@@ -24,7 +24,7 @@ from benchmark.api.recognition import Recogniser, fit_recogniser
 from benchmark.api.training import (data_fingerprint, derive_seed, load_stage, make_trainer,
                                     materialize, metrics_line, tensor_loader)
 
-from .config import FITConfig, make_config
+from .config import PROFILES
 from .lightning_model import FITModule
 from .torch_model import PasswordTransformer
 
@@ -48,13 +48,11 @@ class FITReversible(FittedMethod):
     reversible = True
     key_bits = 16
     networks = ("transformer",)
+    presets = PROFILES
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.key_bits = self.cfg.password_bits
-
-    def make_config(self, profile: str, **options) -> FITConfig:
-        return make_config(profile, **options)
 
     def build_networks(self) -> dict[str, nn.Module]:
         cfg = self.cfg

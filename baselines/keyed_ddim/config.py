@@ -6,14 +6,15 @@ preset. Every field is part of :meth:`KeyedDDIM.config`, hence of the harness's 
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+
+from benchmark.api.fitted import MethodConfig, preset
 
 from data.builder.profiles import GeneratorConfig
 
 
 @dataclass(frozen=True)
-class KeyedDDIMConfig:
+class KeyedDDIMConfig(MethodConfig):
     # -- the region -------------------------------------------------------------------------
     keep_eyes: bool = False  # eye holes in the face mask: the periocular pixels stay the input's
     # -- the denoiser (diffusers UNet2DModel) ----------------------------------------------------
@@ -39,13 +40,6 @@ class KeyedDDIMConfig:
     corrector_steps: int = 2  # fixed-point iterations per inversion step (exact inversion)
     key_mix: float = 0.7  # share s of key noise in the latent: z' = sqrt(1 - s^2) z + s n_key
 
-    def replace(self, **changes) -> "KeyedDDIMConfig":
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise TypeError(f"unknown keyed_ddim option(s): {sorted(unknown)}")
-        if "block_out_channels" in changes:
-            changes["block_out_channels"] = tuple(changes["block_out_channels"])
-        return dataclasses.replace(self, **changes)
 
     def generator(self) -> GeneratorConfig:
         """The builder's denoiser settings (``data.builder``) for this denoiser."""
@@ -70,6 +64,4 @@ PROFILES = {
 
 def make_config(profile: str = "quick", **options) -> KeyedDDIMConfig:
     """The preset for ``profile`` with ``options`` overriding single fields."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-    return PROFILES[profile].replace(**options)
+    return preset(PROFILES, profile, **options)

@@ -24,7 +24,7 @@ from benchmark.api.training import (data_fingerprint, derive_seed, load_stage, m
                                     materialize, metrics_line, save_stage, tensor_loader)
 from data.regions import CANONICAL_LANDMARKS
 
-from .config import KeyedDDIMConfig, make_config
+from .config import PROFILES, KeyedDDIMConfig
 from .lightning_model import KeyedDDIMModule, masked_face
 from .torch_model import InpaintingDenoiser, KeyedDDIMProcess, key_noise, mix_key, unmix_key
 
@@ -54,11 +54,12 @@ class KeyedDDIM(FittedMethod):
     reversible = True
     key_bits = 64
     networks = ("denoiser",)
+    presets = PROFILES
     #: the eye-keeping variant sets this
     keep_eyes = False
 
     def make_config(self, profile: str, **options) -> KeyedDDIMConfig:
-        return make_config(profile, **{"keep_eyes": self.keep_eyes, **options})
+        return super().make_config(profile, **{"keep_eyes": self.keep_eyes, **options})
 
     def build_networks(self) -> dict[str, nn.Module]:
         return {"denoiser": InpaintingDenoiser(self.cfg)}

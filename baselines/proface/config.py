@@ -7,12 +7,13 @@ own flow).
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+
+from benchmark.api.fitted import MethodConfig, preset
 
 
 @dataclass(frozen=True)
-class ProFaceConfig:
+class ProFaceConfig(MethodConfig):
     #: the classic baseline the output imitates (a name of ``baselines.proface.method.CLASSICS``)
     obfuscation: str = "blur"
     key_bits: int = 64
@@ -31,11 +32,6 @@ class ProFaceConfig:
     w_recovery: float = 0.05  # L1(recovered from the 8-bit output, original)
     w_range: float = 10.0  # output pixels outside [0, 1] (clipping breaks the inverse)
 
-    def replace(self, **changes) -> "ProFaceConfig":
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise TypeError(f"unknown PRO-Face S option(s): {sorted(unknown)}")
-        return dataclasses.replace(self, **changes)
 
 
 PROFILES = {
@@ -47,6 +43,4 @@ PROFILES = {
 
 def make_config(profile: str = "quick", **options) -> ProFaceConfig:
     """The preset for ``profile`` with ``options`` overriding single fields."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-    return PROFILES[profile].replace(**options)
+    return preset(PROFILES, profile, **options)

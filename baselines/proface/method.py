@@ -24,7 +24,7 @@ from benchmark.api.fitted import FittedMethod
 from benchmark.api.training import (data_fingerprint, derive_seed, load_stage, make_trainer,
                                     materialize, metrics_line, tensor_loader)
 
-from .config import ProFaceConfig, make_config
+from .config import PROFILES, ProFaceConfig
 from .lightning_model import SecureFlowModule
 from .torch_model import SecureFlow, key_pad
 
@@ -63,6 +63,7 @@ class ProFaceS(FittedMethod):
     reversible = True
     key_bits = 64
     networks = ("flow",)
+    presets = PROFILES
     #: the classic this row imitates (the config's default ``obfuscation``)
     obfuscation = "blur"
 
@@ -71,7 +72,7 @@ class ProFaceS(FittedMethod):
         self.key_bits = self.cfg.key_bits
 
     def make_config(self, profile: str, **options) -> ProFaceConfig:
-        return make_config(profile, **{"obfuscation": self.obfuscation, **options})
+        return super().make_config(profile, **{"obfuscation": self.obfuscation, **options})
 
     def build_networks(self) -> dict[str, nn.Module]:
         cfg = self.cfg

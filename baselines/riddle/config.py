@@ -8,12 +8,13 @@ diversity, pixel); their weights and the critic are ours (``README.md``).
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+
+from benchmark.api.fitted import MethodConfig, preset
 
 
 @dataclass(frozen=True)
-class RiDDLEConfig:
+class RiDDLEConfig(MethodConfig):
     batch_size: int = 32
     key_bits: int = 64  # the harness's password length (the paper: a 512-d Gaussian vector)
     composite: bool = False  # paste the decoded face into the input's background (face mask)
@@ -48,11 +49,6 @@ class RiDDLEConfig:
     w_gan: float = 0.5
     w_range: float = 10.0  # decoded pixels outside [0, 1] (clipping breaks the re-encoding)
 
-    def replace(self, **changes) -> "RiDDLEConfig":
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise TypeError(f"unknown RiDDLE option(s): {sorted(unknown)}")
-        return dataclasses.replace(self, **changes)
 
 
 PROFILES = {
@@ -68,6 +64,4 @@ PROFILES = {
 
 def make_config(profile: str = "quick", **options) -> RiDDLEConfig:
     """The preset for ``profile`` with ``options`` overriding single fields."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-    return PROFILES[profile].replace(**options)
+    return preset(PROFILES, profile, **options)

@@ -27,7 +27,7 @@ from benchmark.api.training import (data_fingerprint, derive_seed, load_stage, m
                                     materialize, metrics_line, save_stage, tensor_loader)
 from data.regions import CANONICAL_LANDMARKS, face_mask
 
-from .config import RiDDLEConfig, make_config
+from .config import PROFILES
 from .lightning_model import AutoencoderModule, RiDDLEModule, encrypt
 from .torch_model import Autoencoder, LatentEncryptor
 
@@ -54,14 +54,12 @@ class RiDDLE(FittedMethod):
     reversible = True
     key_bits = 64
     networks = ("autoencoder", "encryptor")
+    presets = PROFILES
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.key_bits = self.cfg.key_bits
         self.image_size = 0  # set by fit (the encryptor's token count follows from it)
-
-    def make_config(self, profile: str, **options) -> RiDDLEConfig:
-        return make_config(profile, **options)
 
     def extra_state(self) -> dict[str, Any]:
         return {"image_size": self.image_size}

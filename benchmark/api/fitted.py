@@ -2,9 +2,9 @@
 docs/plugins.md): its config from a preset, the paths of its cached stages, the save/load/move
 of its fitted networks and chunked CPU-friendly inference, written once.
 
-A subclass names its fitted networks in ``networks`` and implements :meth:`make_config`,
-:meth:`build_networks`, ``fit`` and ``anonymize`` (and ``recover``); everything else here
-applies unchanged. Plugins may import this module (README, import rule).
+A subclass names its fitted networks in ``networks`` and its configs in ``presets`` (profile ->
+a :class:`MethodConfig` dataclass) and implements :meth:`build_networks`, ``fit`` and
+``anonymize`` (and ``recover``); everything else here applies unchanged. Plugins may import this module (README, import rule).
 """
 from __future__ import annotations
 
@@ -19,6 +19,29 @@ from . import DeIdMethod
 from .training import save_stage, stage_path
 
 
+@dataclasses.dataclass(frozen=True)
+class MethodConfig:
+    """Base of a fitted method's hyper-parameter dataclass (frozen: a config is a cache key)."""
+
+    def replace(self, **changes) -> "MethodConfig":
+        """A copy with ``changes``; unknown names are refused, and a list (from a command line
+        or a JSON config) given for a tuple field becomes a tuple."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        unknown = set(changes) - set(fields)
+        if unknown:
+            raise TypeError(f"unknown option(s) {sorted(unknown)} for {type(self).__name__}")
+        changes = {k: tuple(v) if isinstance(getattr(self, k), tuple) else v
+                   for k, v in changes.items()}
+        return dataclasses.replace(self, **changes)
+
+
+def preset(presets: dict[str, MethodConfig], profile: str, **options) -> MethodConfig:
+    """The preset for ``profile`` with ``options`` overriding single fields."""
+    if profile not in presets:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(presets)}")
+    return presets[profile].replace(**options)
+
+
 class FittedMethod(DeIdMethod):
     """A de-identifier made of networks that :meth:`fit` trains.
 
@@ -30,6 +53,8 @@ class FittedMethod(DeIdMethod):
 
     #: attribute names of the fitted ``nn.Module``s; ``state_dict`` saves each under its name
     networks: tuple[str, ...] = ()
+    #: profile -> config (:class:`MethodConfig`); :meth:`make_config` picks one
+    presets: dict[str, MethodConfig] = {}
     #: images per forward pass in :meth:`run_chunked`
     chunk_size = 256
 
@@ -44,7 +69,7 @@ class FittedMethod(DeIdMethod):
     # -- what a subclass defines ---------------------------------------------------------------
     def make_config(self, profile: str, **options) -> Any:
         """The config dataclass of ``profile`` with ``options`` overriding single fields."""
-        raise NotImplementedError
+        return preset(self.presets, profile, **options)
 
     def build_networks(self) -> dict[str, nn.Module]:
         """Fresh (untrained) networks, one per name in ``networks``, from the config and the

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .fitted import FittedMethod
+from .fitted import FittedMethod, MethodConfig
 from .nn import conv_norm_act
 from .training import (data_fingerprint, derive_seed, load_stage, make_trainer, materialize,
                        metrics_line, stage_path, tensor_loader)
@@ -185,7 +185,7 @@ def r1_penalty(real_logits: Tensor, real_images: Tensor) -> Tensor:
 
 # -- configuration -------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
-class GANConfig:
+class GANConfig(MethodConfig):
     """Hyper-parameters both inpainting GANs have; a method's config adds its own fields."""
 
     batch_size: int = 16
@@ -199,20 +199,7 @@ class GANConfig:
     r1_every: int = 4  # lazy R1 (StyleGAN2): every k-th critic step, weighted by k
     w_epsilon: float = 0.0  # drift penalty on the real logits (Karras et al. 2018)
 
-    def replace(self, **changes) -> "GANConfig":
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise TypeError(f"unknown option(s) {sorted(unknown)} for {type(self).__name__}")
-        if "betas" in changes:  # a list from a command line or a JSON config
-            changes["betas"] = tuple(changes["betas"])
-        return dataclasses.replace(self, **changes)
 
-
-def make_config(presets: dict[str, GANConfig], profile: str, **options) -> GANConfig:
-    """The preset for ``profile`` with ``options`` overriding single fields."""
-    if profile not in presets:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(presets)}")
-    return presets[profile].replace(**options)
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -312,9 +299,6 @@ class InpaintingGAN(FittedMethod):
         self.mean_face: Tensor | None = None
         #: sizes read from the training split (number of identities, ...)
         self.shapes: dict[str, int] = {}
-
-    def make_config(self, profile: str, **options) -> GANConfig:
-        return make_config(self.presets, profile, **options)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "keep_eyes": self.keep_eyes, "fit_recipe": self.fit_recipe}
