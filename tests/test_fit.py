@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from baselines.fit.method import FITReversible
 from baselines.fit.torch_model import PasswordTransformer, password_code
 from benchmark.registry import load_method
 
-from tests.toy_images import (SIZE, png_round as _png, psnr as _psnr, random_keys,
-                              smooth_faces as _faces)
+from tests.toy_images import (SIZE, ToyDataModule, png_round as _png, psnr as _psnr,
+                              random_keys, smooth_faces as _faces)
 
 
 def _keys(n: int, seed: int) -> torch.Tensor:
@@ -79,38 +78,25 @@ def test_transformer_rejects_wrong_password_shape():
         PasswordTransformer(16, 2, 8)(torch.rand(2, 3, 8, 8), torch.zeros(2, 8))
 
 
-class _ToyDataModule:
-    """Four 'identities' (a colour each), two images each, at 32 px."""
-
-    classes, signs = ["healthy"], []
-
-    def setup(self, stage=None):
-        self.images = _faces(8, seed=5)
-        self.identity = torch.arange(8) % 4 + 10
-
-    def train_dataloader(self):
-        data = TensorDataset(self.images, self.identity)
-        return [{"image": x, "identity": i} for x, i in DataLoader(data, batch_size=4)]
-
 
 def test_toy_fit_caches_state_and_a_refit_loads_it(tmp_path):
     fit = FITReversible(profile="toy", work_dir=tmp_path,
                         trainer_kwargs={"enable_progress_bar": False, "accelerator": "cpu"})
-    fit.fit(_ToyDataModule())
+    fit.fit(ToyDataModule())
     state = fit.state_dict()
     assert all(torch.is_tensor(v) for v in state["transformer"].values())
     images, keys = _faces(4), _keys(4, 6)
     anonymised = fit.anonymize({"image": images}, keys)
     assert _psnr(fit.recover(_png(anonymised), keys), images) > 40
     again = FITReversible(profile="toy", work_dir=tmp_path)
-    again.fit(_ToyDataModule())  # the cached final state, no training
+    again.fit(ToyDataModule())  # the cached final state, no training
     assert torch.equal(again.anonymize({"image": images}, keys), anonymised)
 
 
 def test_fast_dev_run_trains_one_batch_and_caches_nothing(tmp_path):
     fit = FITReversible(profile="toy", work_dir=tmp_path,
                         trainer_kwargs={"fast_dev_run": True, "accelerator": "cpu"})
-    fit.fit(_ToyDataModule())
+    fit.fit(ToyDataModule())
     assert fit.anonymize({"image": _faces(2)}, _keys(2, 7)).shape == (2, 3, SIZE, SIZE)
     assert not list(tmp_path.rglob("*.pt"))
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 from torchvision.io import decode_png, read_file, write_png
 
 from baselines.riddle.method import RiDDLE
 from baselines.riddle.torch_model import LatentEncryptor
 from benchmark.registry import load_method
 
-from tests.toy_images import SIZE, psnr as _psnr, random_keys, smooth_faces as _faces
+from tests.toy_images import (SIZE, ToyDataModule, psnr as _psnr, random_keys,
+                              smooth_faces as _faces)
 
 
 def _keys(n: int, seed: int) -> torch.Tensor:
@@ -79,26 +79,12 @@ def test_keys_of_the_wrong_length_are_refused(method):
         method.anonymize({"image": _faces(2)}, torch.zeros(2, 16))
 
 
-class _ToyDataModule:
-    """Four 'identities', two images each, at 32 px, without landmarks (the canonical template
-    stands in)."""
-
-    classes, signs = ["healthy"], []
-
-    def setup(self, stage=None):
-        self.images = _faces(8, seed=5)
-        self.identity = torch.arange(8) % 4 + 10
-
-    def train_dataloader(self):
-        data = TensorDataset(self.images, self.identity)
-        return [{"image": x, "identity": i} for x, i in DataLoader(data, batch_size=4)]
-
 
 @pytest.mark.parametrize("composite", [False, True])
 def test_fast_dev_run_fits_and_caches_nothing(tmp_path, composite):
     riddle = RiDDLE(profile="toy", work_dir=tmp_path, composite=composite,
                     trainer_kwargs={"fast_dev_run": True, "accelerator": "cpu"})
-    riddle.fit(_ToyDataModule())
+    riddle.fit(ToyDataModule())
     images, keys = _faces(2), _keys(2, 7)
     anonymised = riddle.anonymize({"image": images}, keys)
     assert anonymised.shape == (2, 3, SIZE, SIZE)

@@ -1,8 +1,9 @@
 """Toy inputs the keyed-method tests share (FIT, RiDDLE, keyed DDIM): smooth faces, random
-keys, PSNR and the 8-bit rounding a PNG applies."""
+keys, PSNR, the 8-bit rounding a PNG applies and a tiny training split."""
 from __future__ import annotations
 
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 SIZE = 32
 
@@ -26,3 +27,18 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def png_round(images: torch.Tensor) -> torch.Tensor:
     """What an 8-bit PNG stores."""
     return (images * 255).round() / 255
+
+
+class ToyDataModule:
+    """Four 'identities', two smooth images each, at 32 px, without landmarks (the canonical
+    template stands in): the training split a keyed method's ``fit`` needs."""
+
+    classes, signs = ["healthy"], []
+
+    def setup(self, stage=None):
+        self.images = smooth_faces(8, seed=5)
+        self.identity = torch.arange(8) % 4 + 10
+
+    def train_dataloader(self):
+        data = TensorDataset(self.images, self.identity)
+        return [{"image": x, "identity": i} for x, i in DataLoader(data, batch_size=4)]
