@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--fast-dev-run", action="store_true",
+                        help="train one batch per stage (checks that the profile builds, trains "
+                             "and runs on the accelerator; times inference only)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -88,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         method = load_method(args.method, profile=args.profile, seed=args.seed,
                              work_dir=args.work_dir or scratch,
-                             trainer_kwargs={"accelerator": args.accelerator})
+                             trainer_kwargs={"accelerator": args.accelerator,
+                                             "fast_dev_run": args.fast_dev_run})
         print(f"fit {args.method} ({args.profile}) ...", file=sys.stderr)
         start = time.perf_counter()
         method.fit(TrainingView(training_payload(datamodule)))
@@ -101,6 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
         with torch.no_grad():
             record.update(time_inference(method, batch, args.repeats))
     record["peak_rss_mb"] = peak_rss_mb()
+    if torch.cuda.is_available():
+        record["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     json.dump(record, sys.stdout, indent=1)
     print()
     return record

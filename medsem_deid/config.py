@@ -30,6 +30,11 @@ class MedSemConfig(GANConfig):
     med_width: int = 24  # Enc_med base width
     med_channels: int = 48  # Enc_med stride-8 feature channels
     cond_channels: int = 8  # Enc_med's pyramid projected to this many channels, on the eye band
+    # how many of Enc_med's maps, coarsest first (stride 8, 4, 2), the condition reads: the
+    # finer a map, the more of the eye's identity (iris, lid shape) it carries
+    cond_levels: int = 3
+    # the key's code modulates the condition (FiLM), so two keys show two eye regions
+    key_film: bool = False
     # -- pre-training (Enc_med on the eye band, the identity network; each its own seed) --------
     med_crop_epochs: int = 12
     id_width: int = 24  # training-time identity network base width
@@ -47,6 +52,10 @@ class MedSemConfig(GANConfig):
     w_identity: float = 2.0
     w_diversity: float = 1.0
     w_medical: float = 4.0  # Enc_med consistency on the eye band (features and predictions)
+    w_med_features: float = 1.0  # share of Enc_med's feature match in it (0: predictions only)
+    # the parrot adversary: a recogniser trained in the loop on the painted faces to name the
+    # source's identity; the generator is pushed towards its uniform answer (0: off)
+    w_parrot: float = 0.0
 
 
 PROFILES = {

@@ -84,23 +84,45 @@ class IdentityModule(L.LightningModule):
 
 class MedSemGANModule(InpaintingGANModule):
     """Trains the generator (:class:`MedSemGenerator`) as the training kit's inpainting GAN
-    (DeepPrivacy2's non-saturating loss, lazy R1 and drift on the critic) with three more
-    generator terms, Enc_med and the identity network frozen: the painted face is pushed away
-    from the source's identity and from a second key's face (key diversity), and held to the
-    source's diagnosis by Enc_med on both eye bands (medical consistency; not in the no-prior
-    ablation). Codes are z ~ N(0, I), what a key gives at anonymize time."""
+    (DeepPrivacy2's non-saturating loss, lazy R1 and drift on the critic) with more generator
+    terms, Enc_med and the identity network frozen: the painted face is pushed away from the
+    source's identity and from a second key's face (key diversity), and held to the source's
+    diagnosis by Enc_med on both eye bands (medical consistency; not in the no-prior ablation).
+    With ``w_parrot``, a parrot adversary (a recogniser learning, in the critic's step, to name
+    the source identity of the painted faces: the harness's parrot attack, in the loop) is
+    confused too. Codes are z ~ N(0, I), what a key gives at anonymize time."""
 
     gan_loss = "ns"
 
     def __init__(self, generator: MedSemGenerator, critic, id_net: IdentityEmbedder,
-                 cfg: MedSemConfig):
+                 cfg: MedSemConfig, identities: Tensor):
         super().__init__(generator, critic, cfg, keep_eyes=False)
         self.id_net = id_net.requires_grad_(False).eval()
+        self.parrot = None
+        if cfg.w_parrot:
+            #: the training identities, sorted: a batch's identity -> the parrot's class
+            self.register_buffer("identities", identities.sort().values)
+            self.parrot = IdentityEmbedder(cfg.id_width, cfg.id_dim)
+            self.parrot_head = CosFaceHead(cfg.id_dim, len(identities), 16.0, 0.2, init_std=0.1)
 
     def train(self, mode: bool = True) -> "MedSemGANModule":
         super().train(mode)
         self.id_net.eval()  # frozen: keeps its BatchNorm statistics
         return self
+
+    def adversary_parameters(self) -> list:
+        if self.parrot is None:
+            return []
+        return [*self.parrot.parameters(), *self.parrot_head.parameters()]
+
+    def adversary_loss(self, batch: dict[str, Tensor], fake: Tensor) -> Tensor | None:
+        if self.parrot is None:
+            return None
+        emb, _ = self.parrot(_shift(fake))
+        target = torch.searchsorted(self.identities, batch["identity"])
+        loss, acc = self.parrot_head.loss_and_accuracy(emb, target)
+        self.log("parrot_acc", acc, prog_bar=True, batch_size=len(fake))
+        return loss
 
     def train_codes(self, batch: dict[str, Tensor]) -> Tensor:
         return torch.randn(len(batch["image"]), self.cfg.z_dim, device=batch["image"].device)
@@ -124,7 +146,13 @@ class MedSemGANModule(InpaintingGANModule):
         enc_med = self.generator.enc_med
         if enc_med is not None:
             terms["medical"] = (cfg.w_medical, losses.medical_consistency(
-                enc_med, periocular_crop(fake, landmarks), periocular_crop(x, landmarks)))
+                enc_med, periocular_crop(fake, landmarks), periocular_crop(x, landmarks),
+                cfg.w_med_features))
+        if self.parrot is not None:  # the parrot's weights are stepped only by the critic's step
+            emb_parrot, _ = self.parrot(_shift(fake))
+            terms["parrot"] = (cfg.w_parrot,
+                               losses.parrot_confusion(
+                                   self.parrot_head.cosine(emb_parrot) * self.parrot_head.scale))
         self.log("cos_src", (emb.detach() * source).sum(1).mean(), prog_bar=True,
                  batch_size=len(x))
         return terms

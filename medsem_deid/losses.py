@@ -15,8 +15,11 @@ def identity_push_away(embedding: Tensor, reference: Tensor, margin: float) -> T
     return F.relu((embedding * reference).sum(1) - margin).mean()
 
 
-def medical_consistency(enc_med, deidentified: Tensor, original: Tensor) -> Tensor:
-    """Enc_med features and predictions of the de-identified image match the original's."""
+def medical_consistency(enc_med, deidentified: Tensor, original: Tensor,
+                        feature_weight: float = 1.0) -> Tensor:
+    """Enc_med features (weighted by ``feature_weight``) and predictions of the de-identified
+    image match the original's. The features also carry the eye's identity; the predictions
+    carry only the diagnosis."""
     feats, label_logits, sign_logits = enc_med(deidentified)
     with torch.no_grad():
         ref_feats, ref_labels, ref_signs = enc_med(original)
@@ -25,4 +28,10 @@ def medical_consistency(enc_med, deidentified: Tensor, original: Tensor) -> Tens
                           reduction="batchmean")
     sign_term = (F.binary_cross_entropy_with_logits(sign_logits, torch.sigmoid(ref_signs))
                  if sign_logits.shape[1] else feats.new_zeros(()))
-    return feature_term + label_term + sign_term
+    return feature_weight * feature_term + label_term + sign_term
+
+
+def parrot_confusion(logits: Tensor) -> Tensor:
+    """Cross-entropy of the parrot adversary's identity logits to the uniform answer: zero
+    gradient once it can no longer tell the training identities apart."""
+    return -F.log_softmax(logits, 1).mean(1).mean()

@@ -77,12 +77,14 @@ class MedSemDeID(InpaintingGAN):
     def build_generator(self) -> MedSemGenerator:
         cfg = self.cfg
         return MedSemGenerator(self._enc_med(), cfg.z_dim, cfg.code_dim, cfg.width,
-                               cfg.cond_channels)
+                               cfg.cond_channels, cfg.cond_levels, cfg.key_film)
 
-    def build_module(self, generator: MedSemGenerator, enc_med, id_net) -> MedSemGANModule:
+    def build_module(self, generator: MedSemGenerator, enc_med, id_net,
+                     identities) -> MedSemGANModule:
         if enc_med is not None:  # the trained, frozen Enc_med goes inside the generator
             generator.enc_med.load_state_dict(enc_med.state_dict())
-        return MedSemGANModule(generator, Critic(3 + 1, self.cfg.disc_width), id_net, self.cfg)
+        return MedSemGANModule(generator, Critic(3 + 1, self.cfg.disc_width), id_net, self.cfg,
+                               identities)
 
     def fit(self, train) -> None:
         """Pre-train Enc_med (eye band) and the identity network, then the generator; every
@@ -100,7 +102,7 @@ class MedSemDeID(InpaintingGAN):
         id_net = self._pretrain("id_net", _ID_NET_FIELDS, data,
                                 lambda: IdentityEmbedder(self.cfg.id_width, self.cfg.id_dim),
                                 self._id_module)
-        return {"enc_med": enc_med, "id_net": id_net}
+        return {"enc_med": enc_med, "id_net": id_net, "identities": torch.unique(data["identity"])}
 
     # -- pre-training ----------------------------------------------------------------------------
     def _enc_med_module(self, enc_med, data) -> tuple[L.LightningModule, dict, int]:

@@ -43,8 +43,8 @@ class MedicalSemanticsEncoder(nn.Module):
         )
         self.neck = nn.Sequential(nn.Flatten(), nn.Linear(channels * 16, 128), nn.SiLU(),
                                   nn.Dropout(0.2))
-        #: channels of :meth:`pyramid`'s three maps together
-        self.pyramid_channels = channels + 2 * w + w
+        #: channels of each of :meth:`pyramid`'s maps, coarse first
+        self.pyramid_channels = (channels, 2 * w, w)
         self.label_head = nn.Linear(128, num_classes)
         self.sign_head = nn.Linear(128, max(num_signs, 1))
         self.num_signs = num_signs
@@ -88,24 +88,32 @@ class MedSemGenerator(nn.Module):
     the head's mask (+) the medical condition), the key's identity code through a small mapping
     network (z -> w, as StyleGAN's) at every decoder level.
 
-    The medical condition is Enc_med's stride-8, -4 and -2 maps of the eye band, resized to the
-    stride-2 map, projected by a learned 1x1 convolution to ``cond_channels`` and laid back on
-    the eye band of the face frame (zero elsewhere). Without Enc_med (the no-prior ablation)
-    there is no condition. Enc_med is frozen: always in eval mode, no gradients.
+    The medical condition is the coarsest ``cond_levels`` of Enc_med's stride-8, -4 and -2 maps
+    of the eye band, resized to the finest of them, projected by a learned 1x1 convolution to
+    ``cond_channels``, optionally modulated by the key's code (``key_film``: a per-channel
+    scale and shift, so the key changes the eye region too) and laid back on the eye band of
+    the face frame (zero elsewhere). Without Enc_med (the no-prior ablation) there is no
+    condition. Enc_med is frozen: always in eval mode, no gradients.
     """
 
     def __init__(self, enc_med: MedicalSemanticsEncoder | None, z_dim: int, code_dim: int,
-                 width: int, cond_channels: int):
+                 width: int, cond_channels: int, cond_levels: int = 3, key_film: bool = False):
         super().__init__()
-        self.enc_med = enc_med
+        self.enc_med, self.cond_levels = enc_med, cond_levels
+        self.mapping = nn.Sequential(nn.Linear(z_dim, code_dim), nn.SiLU(),
+                                     nn.Linear(code_dim, code_dim), nn.SiLU())
+        self.film = None
         cond = 0
         if enc_med is not None:
             enc_med.requires_grad_(False)
             enc_med.eval()
-            self.project = nn.Conv2d(enc_med.pyramid_channels, cond_channels, 1)
+            self.project = nn.Conv2d(sum(enc_med.pyramid_channels[:cond_levels]),
+                                     cond_channels, 1)
+            if key_film:
+                self.film = nn.Linear(code_dim, 2 * cond_channels)
+                nn.init.zeros_(self.film.weight)  # starts as the identity modulation
+                nn.init.zeros_(self.film.bias)
             cond = cond_channels
-        self.mapping = nn.Sequential(nn.Linear(z_dim, code_dim), nn.SiLU(),
-                                     nn.Linear(code_dim, code_dim), nn.SiLU())
         self.unet = InpaintingUNet(3 + 1 + cond, code_dim, width)
 
     def train(self, mode: bool = True) -> "MedSemGenerator":
@@ -114,17 +122,22 @@ class MedSemGenerator(nn.Module):
             self.enc_med.eval()  # frozen: its BatchNorm statistics stay those it was trained with
         return self
 
-    def condition(self, image: Tensor, landmarks: Tensor) -> Tensor:
+    def condition(self, image: Tensor, landmarks: Tensor, code: Tensor) -> Tensor:
         """``[B, cond_channels, H, W]``: Enc_med's view of the eye band, back on the face."""
         with torch.no_grad():  # Enc_med is frozen; only the projection learns
-            maps = self.enc_med.pyramid(periocular_crop(image, landmarks))
+            maps = self.enc_med.pyramid(periocular_crop(image, landmarks))[: self.cond_levels]
         size = maps[-1].shape[-2:]
         joined = torch.cat([F.interpolate(m, size=size, mode="bilinear", align_corners=False)
                             for m in maps], 1)
-        return periocular_uncrop(self.project(joined), landmarks, image.shape[-2:])
+        cond = self.project(joined)
+        if self.film is not None:
+            scale, shift = self.film(code)[:, :, None, None].chunk(2, 1)
+            cond = cond * (1 + scale) + shift
+        return periocular_uncrop(cond, landmarks, image.shape[-2:])
 
     def forward(self, image: Tensor, landmarks: Tensor, mask: Tensor, z: Tensor) -> Tensor:
+        code = self.mapping(z)
         parts = [image * (1 - mask), mask]
         if self.enc_med is not None:
-            parts.append(self.condition(image, landmarks))
-        return self.unet(torch.cat(parts, 1), self.mapping(z))
+            parts.append(self.condition(image, landmarks, code))
+        return self.unet(torch.cat(parts, 1), code)

@@ -155,6 +155,19 @@ def test_periocular_crop_follows_the_landmarks():
     assert crops[0, 0].mean() > 0.3 and crops[1, 0].mean() < 0.05
 
 
+def test_the_crops_direct_kernel_call_is_torchvisions_roi_align():
+    """On CUDA the crop calls torchvision's kernel directly (its Python fallback under
+    deterministic algorithms is unusable there): same arguments, same crops as roi_align."""
+    from torchvision.ops import roi_align
+
+    torch.manual_seed(0)
+    images = torch.rand(3, 3, 64, 64)
+    boxes = torch.tensor([[0, 5.0, 9.0, 50.0, 30.0], [1, 0.5, 2.0, 63.0, 20.0],
+                          [2, 10.0, 10.0, 40.0, 25.0]])
+    direct = torch.ops.torchvision.roi_align(images, boxes, 1.0, 12, 24, -1, True)
+    assert torch.equal(direct, roi_align(images, boxes, (12, 24), aligned=True))
+
+
 def test_recogniser_occlusion_keeps_eyes_and_hides_the_rest_of_the_face():
     from benchmark.evaluators.identity import occlude
     from data.regions import face_mask, periocular_mask

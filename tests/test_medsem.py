@@ -129,17 +129,39 @@ def test_generator_shapes_and_the_condition_lies_on_the_eye_band(prior, size):
     assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1
     assert net.unet.stem[0].in_channels == 3 + 1 + (4 if prior else 0)
     if prior:  # Enc_med's view is laid on the eye band and nowhere else
-        condition = net.condition(x, marks)
+        condition = net.condition(x, marks, net.mapping(torch.randn(2, 8)))
         assert condition.shape == (2, 4, size, size)
         assert condition[..., -2:, :].abs().max() == 0 and condition.abs().max() > 0
 
 
-def test_enc_med_stays_frozen_while_the_generator_trains():
+def test_condition_levels_and_the_key_modulation():
+    torch.manual_seed(0)
+    enc_med = MedicalSemanticsEncoder(3, 2, width=8, channels=8)
+    coarse = MedSemGenerator(enc_med, z_dim=8, code_dim=8, width=8, cond_channels=4,
+                             cond_levels=1)
+    assert coarse.project.in_channels == 8  # the stride-8 map alone
+    net = MedSemGenerator(enc_med, z_dim=8, code_dim=8, width=8, cond_channels=4,
+                          key_film=True).eval()
+    x, marks = torch.rand(1, 3, 32, 32).expand(2, 3, 32, 32), CANONICAL_LANDMARKS.expand(2, 5, 2)
+    codes = net.mapping(torch.randn(2, 8))
+    same = net.condition(x, marks, codes)
+    assert torch.equal(same[0], same[1])  # zero-initialised: the identity modulation
+    torch.nn.init.normal_(net.film.weight)
+    moved = net.condition(x, marks, codes)
+    assert (moved[0] - moved[1]).abs().max() > 1e-3  # two keys, two eye regions
+
+
+@pytest.mark.parametrize("w_parrot", [0.0, 1.0])
+def test_enc_med_stays_frozen_while_the_generator_trains(w_parrot):
     torch.manual_seed(0)
     enc_med = MedicalSemanticsEncoder(3, 2, width=8, channels=8)
     generator = MedSemGenerator(enc_med, z_dim=8, code_dim=8, width=8, cond_channels=4)
     id_net = IdentityEmbedder(8, 8)
-    module = MedSemGANModule(generator, Critic(4, 8), id_net, make_config(**TINY))
+    module = MedSemGANModule(generator, Critic(4, 8), id_net,
+                             make_config(**TINY, w_parrot=w_parrot), torch.arange(4))
+    assert (module.parrot is not None) == bool(w_parrot)
+    parrot_before = ({k: v.clone() for k, v in module.parrot.state_dict().items()}
+                     if w_parrot else {})
     enc_before = {k: v.clone() for k, v in enc_med.state_dict().items()}
     unet_before = {k: v.clone() for k, v in generator.unet.state_dict().items()}
     split = _FakeSplit(8, 4, 0)
@@ -149,6 +171,9 @@ def test_enc_med_stays_frozen_while_the_generator_trains():
     assert all(torch.equal(enc_before[k], v) for k, v in enc_med.state_dict().items())
     assert not id_net.training and not any(p.requires_grad for p in id_net.parameters())
     assert any(not torch.equal(unet_before[k], v) for k, v in generator.unet.state_dict().items())
+    if w_parrot:  # the parrot adversary learns in the critic's step
+        assert any(not torch.equal(parrot_before[k], v)
+                   for k, v in module.parrot.state_dict().items())
 
 
 # -- the method ---------------------------------------------------------------------------------

@@ -208,8 +208,10 @@ class InpaintingGANModule(L.LightningModule):
     mask, the real image outside: what ``anonymize`` returns is what the critic judges).
 
     A method sets ``gan_loss`` and implements :meth:`train_codes`; it may override
-    :meth:`critic_input` (default: image and mask) and :meth:`extra_terms` (extra generator
-    losses, ``{name: (weight, value)}``)."""
+    :meth:`critic_input` (default: image and mask), :meth:`extra_terms` (extra generator
+    losses, ``{name: (weight, value)}``) and :meth:`adversary_loss` with
+    :meth:`adversary_parameters` (other networks that learn from the composites in the critic's
+    step, e.g. an identity adversary)."""
 
     gan_loss = "ns"
 
@@ -228,6 +230,14 @@ class InpaintingGANModule(L.LightningModule):
                     ) -> dict[str, tuple[float, Tensor]]:
         return {}
 
+    def adversary_parameters(self) -> list[nn.Parameter]:
+        """Parameters, besides the critic's, that :meth:`adversary_loss` trains."""
+        return []
+
+    def adversary_loss(self, batch: dict[str, Tensor], fake: Tensor) -> Tensor | None:
+        """A loss added to the critic's, on detached composites (``None``: no adversary)."""
+        return None
+
     def training_step(self, batch, batch_idx):
         cfg, x, landmarks = self.cfg, batch["image"], batch["landmarks"]
         opt_g, opt_d = self.optimizers()
@@ -244,6 +254,9 @@ class InpaintingGANModule(L.LightningModule):
             d_loss = d_loss + cfg.w_epsilon * real_logits.pow(2).mean()
         if lazy_r1:
             d_loss = d_loss + cfg.r1_gamma / 2 * cfg.r1_every * r1_penalty(real_logits, real)
+        adversary = self.adversary_loss(batch, fake.detach())
+        if adversary is not None:
+            d_loss = d_loss + adversary
         opt_d.zero_grad()
         self.manual_backward(d_loss)
         opt_d.step()
@@ -264,7 +277,8 @@ class InpaintingGANModule(L.LightningModule):
     def configure_optimizers(self):
         cfg = self.cfg
         return [torch.optim.Adam(self.generator.parameters(), lr=cfg.lr, betas=cfg.betas),
-                torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, betas=cfg.betas)]
+                torch.optim.Adam([*self.critic.parameters(), *self.adversary_parameters()],
+                                 lr=cfg.lr, betas=cfg.betas)]
 
 
 # -- the plugin ----------------------------------------------------------------------------------
