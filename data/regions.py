@@ -67,10 +67,11 @@ def periocular_crop(images: Tensor, landmarks: Tensor, size: tuple[int, int] = (
     boxes = torch.stack([torch.arange(b, device=images.device, dtype=images.dtype),
                          x0 * w, y0 * h, x1 * w, y1 * h], dim=1)
     if images.is_cuda:
-        # torchvision's roi_align swaps its CUDA kernel for a pure-Python version whenever
-        # deterministic algorithms are on (Lightning's deterministic="warn" turns them on), and
-        # that version took minutes and over 10 GiB for one 64 px training batch on an H200;
-        # the kernel itself is only nondeterministic in its backward (atomic adds)
+        # torchvision's roi_align swaps its CUDA kernel for a pure-Python version, compiled on
+        # first use and memory-hungry, whenever deterministic algorithms are on (Lightning's
+        # deterministic="warn" turns them on): on an H200 one 64 px training batch of the
+        # generator then asked for 12 GiB (docs/architecture.md §6). The kernel itself is only
+        # nondeterministic in its backward (atomic adds).
         return torch.ops.torchvision.roi_align(images, boxes, 1.0, size[0], size[1], -1, True)
     return roi_align(images, boxes, tuple(size), aligned=True)
 
