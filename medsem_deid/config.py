@@ -34,7 +34,7 @@ class MedSemConfig(GANConfig):
     # finer a map, the more of the eye's identity (iris, lid shape) it carries
     cond_levels: int = 3
     # the key's code modulates the condition (FiLM), so two keys show two eye regions
-    key_film: bool = False
+    key_film: bool = True
     # -- pre-training (Enc_med on the eye band, the identity network; each its own seed) --------
     med_crop_epochs: int = 12
     id_width: int = 24  # training-time identity network base width
@@ -52,10 +52,10 @@ class MedSemConfig(GANConfig):
     w_identity: float = 2.0
     w_diversity: float = 1.0
     w_medical: float = 4.0  # Enc_med consistency on the eye band (features and predictions)
-    w_med_features: float = 1.0  # share of Enc_med's feature match in it (0: predictions only)
+    w_med_features: float = 0.0  # share of Enc_med's feature match in it (0: predictions only)
     # the parrot adversary: a recogniser trained in the loop on the painted faces to name the
     # source's identity; the generator is pushed towards its uniform answer (0: off)
-    w_parrot: float = 0.0
+    w_parrot: float = 1.0
 
 
 PROFILES = {

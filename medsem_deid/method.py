@@ -56,8 +56,8 @@ class MedSemDeID(InpaintingGAN):
     #: join Enc_med features and train with the medical-consistency loss
     use_medical_prior = True
     train_keys = ("image", "identity", "landmarks", "label", "signs")
-    #: 3: the inpainting generator (version 3); cached fits of the earlier recipes are not reused
-    fit_recipe = 3
+    #: 4: version 4 (parrot adversary, key-modulated condition); earlier cached fits not reused
+    fit_recipe = 4
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
