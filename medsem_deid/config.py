@@ -52,7 +52,10 @@ class MedSemConfig(GANConfig):
     w_identity: float = 2.0
     w_diversity: float = 1.0
     w_medical: float = 4.0  # Enc_med consistency on the eye band (features and predictions)
-    w_med_features: float = 0.0  # share of Enc_med's feature match in it (0: predictions only)
+    # share of Enc_med's feature match in it (0: predictions only): its maps carry the eye's
+    # identity too. v3 (1, no parrot, no key modulation) leaked 20 % to the parrot attack, v4
+    # (0, parrot 1, key_film) about 2 %, at lower accuracy (medsem_deid/README.md)
+    w_med_features: float = 0.0
     # the parrot adversary: a recogniser trained in the loop on the painted faces to name the
     # source's identity; the generator is pushed towards its uniform answer (0: off)
     w_parrot: float = 1.0
