@@ -1,13 +1,15 @@
 """The conditional patient-face generator: a diffusers ``UNet2DModel`` trained as a DDPM
-through a Lightning ``Trainer`` (cached and resumable), sampled with DDIM and classifier-free
-guidance (Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022).
+through a Lightning ``Trainer`` (cached and resumable) on the latents of the builder's
+autoencoder (``autoencoder.py``), sampled with DDIM and classifier-free guidance (Ho &
+Salimans, "Classifier-Free Diffusion Guidance", 2022).
 
-The network denoises the RGB image and, when the source has lesion masks, the mask as a
+The autoencoder encodes the RGB image and, when the source has lesion masks, the mask as a
 fourth channel, so every generated eyelid tumour comes with its mask (a pseudo-label).
 """
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -120,34 +122,40 @@ class ConditionalDDPM(DenoiserTraining):
         return loss
 
 
-def train_generator(images: Tensor, conditions: Tensor, config: GeneratorConfig, directory: Path,
-                    trainer_kwargs: dict | None = None) -> tuple[ConditionalDenoiser, str]:
-    """Train (or load from ``directory``) the generator on ``images`` ``[N,C,H,W]`` in
-    ``[-1,1]``; returns the EMA denoiser and the SHA-256 of its weights file.
-
-    An interrupted run resumes from ``directory/last.ckpt``; the finished weights are written
-    atomically to ``directory/generator.safetensors`` and reused afterwards.
-    """
+def fit_cached(module: L.LightningModule, loader: DataLoader, steps: int, weights: Path,
+               export: Callable[[], dict], trainer_kwargs: dict | None = None) -> tuple[dict, str]:
+    """Fit ``module`` for ``steps`` optimiser steps through a Lightning ``Trainer`` unless
+    ``weights`` exists, then write ``export()`` (a state dict) there atomically; returns the
+    state in ``weights`` and its SHA-256. An interrupted fit resumes from the ``last.ckpt``
+    saved beside ``weights`` every tenth of the run, to the same weights."""
+    directory = weights.parent
     directory.mkdir(parents=True, exist_ok=True)
-    weights = directory / WEIGHTS
-    denoiser = ConditionalDenoiser(config, conditions.shape[1], images.shape[1])
     if not weights.is_file():
-        L.seed_everything(config.seed, workers=True, verbose=False)
-        module = ConditionalDDPM(asdict(config), conditions.shape[1], images.shape[1])
-        loader = DataLoader(TensorDataset(images, conditions), batch_size=config.batch_size,
-                            shuffle=True, drop_last=len(images) > config.batch_size,
-                            generator=torch.Generator().manual_seed(config.seed))
-        checkpoint = ModelCheckpoint(dirpath=directory, save_last=True,
-                                     every_n_train_steps=max(1, config.train_steps // 10))
-        trainer = L.Trainer(**{"max_steps": config.train_steps, "logger": False,
-                               "callbacks": [checkpoint], "default_root_dir": directory,
-                               **(trainer_kwargs or {})})
+        checkpoint = ModelCheckpoint(dirpath=directory, save_last=True, every_n_train_steps=max(1, steps // 10))
+        trainer = L.Trainer(**{"max_steps": steps, "logger": False, "callbacks": [checkpoint],
+                               "default_root_dir": directory, **(trainer_kwargs or {})})
         last = directory / "last.ckpt"
         trainer.fit(module, loader, ckpt_path=last if last.is_file() else None)
         with atomic_file(weights) as tmp:
-            save_file(module.ema.module.state_dict(), str(tmp))
-    denoiser.load_state_dict(load_file(str(weights)))
-    return denoiser.eval(), hashlib.sha256(weights.read_bytes()).hexdigest()
+            save_file({k: v.contiguous() for k, v in export().items()}, str(tmp))
+    return load_file(str(weights)), hashlib.sha256(weights.read_bytes()).hexdigest()
+
+
+def train_generator(latents: Tensor, conditions: Tensor, config: GeneratorConfig, directory: Path,
+                    trainer_kwargs: dict | None = None) -> tuple[ConditionalDenoiser, str]:
+    """Train (or load from ``directory``) the generator on ``latents`` ``[N,C,h,w]`` (the
+    autoencoder's standardised latents of the source images); returns the EMA denoiser and the
+    SHA-256 of its weights file (``directory/generator.safetensors``, reused afterwards)."""
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    module = ConditionalDDPM(asdict(config), conditions.shape[1], latents.shape[1])
+    loader = DataLoader(TensorDataset(latents, conditions), batch_size=config.batch_size,
+                        shuffle=True, drop_last=len(latents) > config.batch_size,
+                        generator=torch.Generator().manual_seed(config.seed))
+    state, sha = fit_cached(module, loader, config.train_steps, directory / WEIGHTS,
+                            lambda: module.ema.module.state_dict(), trainer_kwargs)
+    denoiser = ConditionalDenoiser(config, conditions.shape[1], latents.shape[1])
+    denoiser.load_state_dict(state)
+    return denoiser.eval(), sha
 
 
 def identity_latents(people: Tensor, shape: tuple[int, ...], jitter: float, seed: int) -> Tensor:
@@ -164,10 +172,12 @@ def identity_latents(people: Tensor, shape: tuple[int, ...], jitter: float, seed
 @torch.no_grad()
 def sample(denoiser: ConditionalDenoiser, conditions: Tensor, latents: Tensor, config: GeneratorConfig,
            sampling: SamplingConfig, device: torch.device | str = "cpu", progress: bool = True) -> Tensor:
-    """DDIM (eta 0) from ``latents`` under ``conditions`` with classifier-free guidance;
-    returns ``[N,C,H,W]`` in ``[-1,1]``."""
-    # trailing spacing: the first step starts from pure noise (t = T-1), as in training
-    scheduler = DDIMScheduler.from_config(noise_schedule(config).config, timestep_spacing="trailing")
+    """DDIM (eta 0) from the starting noise ``latents`` under ``conditions`` with
+    classifier-free guidance; returns the denoised latents ``[N,C,h,w]``."""
+    # trailing spacing: the first step starts from pure noise (t = T-1), as in training; no
+    # clipping of the predicted sample: standardised latents are not bounded by 1
+    scheduler = DDIMScheduler.from_config(noise_schedule(config).config, timestep_spacing="trailing",
+                                          clip_sample=False)
     scheduler.set_timesteps(sampling.ddim_steps)
     denoiser = denoiser.to(device)
     out = []
@@ -177,7 +187,7 @@ def sample(denoiser: ConditionalDenoiser, conditions: Tensor, latents: Tensor, c
         c = conditions[start:start + sampling.batch_size].to(device)
         for t in scheduler.timesteps:
             x = scheduler.step(guided_prediction(denoiser, x, t, c, sampling.guidance), t, x, eta=0.0).prev_sample
-        out.append(x.clamp(-1, 1).cpu())
+        out.append(x.cpu())
     return torch.cat(out)
 
 

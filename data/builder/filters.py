@@ -143,8 +143,10 @@ def fit_judges(source: Path, image_size: int, config: FilterConfig, directory: P
     if plausibility is None:
         plausibility = float(np.quantile(real, config.plausibility_quantile))
     kid_floor = judges.kid(judges.source_images, val, config.kid_subset_size)
-    return replace(judges, id_threshold=float(np.quantile(similarity.numpy(), q)),
-                   pixel_threshold=float(np.quantile(rmse.numpy(), 1 - q)),
+    id_threshold, pixel_threshold = config.id_similarity_threshold, config.pixel_rmse_threshold
+    return replace(judges,
+                   id_threshold=float(np.quantile(similarity.numpy(), q)) if id_threshold is None else id_threshold,
+                   pixel_threshold=float(np.quantile(rmse.numpy(), 1 - q)) if pixel_threshold is None else pixel_threshold,
                    plausibility_threshold=plausibility,
                    source_scores={**scores, "kid_val_vs_train": kid_floor,
                                   "val_plausibility_median": float(np.median(real))})
