@@ -15,7 +15,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from lightning.pytorch.callbacks import ModelCheckpoint
 from safetensors.torch import load_file, save_file
@@ -25,6 +24,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
 from ..files import atomic_file
+from ..regions import CANONICAL_LANDMARKS, periocular_mask
 from .profiles import GeneratorConfig, SamplingConfig
 
 WEIGHTS = "generator.safetensors"
@@ -106,18 +106,21 @@ class DenoiserTraining(L.LightningModule):
 
 class ConditionalDDPM(DenoiserTraining):
     """DDPM training of the conditional generator, with condition dropout (classifier-free
-    guidance)."""
+    guidance) and the squared error weighted ``1 + eye_weight`` on the periocular cells."""
 
     def __init__(self, config: dict, condition_dim: int, channels: int) -> None:
         generator = GeneratorConfig(**{**config, "block_out_channels": tuple(config["block_out_channels"])})
         super().__init__(ConditionalDenoiser(generator, condition_dim, channels), generator)
+        eyes = periocular_mask(CANONICAL_LANDMARKS[None], (generator.image_size,) * 2)
+        weight = 1 + generator.eye_weight * eyes
+        self.register_buffer("cell_weight", weight / weight.mean(), persistent=False)
         self.save_hyperparameters()
 
     def training_step(self, batch, _):
         x0, condition = batch
         keep = torch.rand(len(x0), 1, device=x0.device) >= self.config.condition_dropout
         noisy, t, target = self.noised(x0)
-        loss = F.mse_loss(self.model(noisy, t, condition * keep), target)
+        loss = ((self.model(noisy, t, condition * keep) - target) ** 2 * self.cell_weight).mean()
         self.log("loss", loss, prog_bar=True)
         return loss
 
