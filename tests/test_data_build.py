@@ -17,7 +17,7 @@ from data.builder import REASONS, build, get_profile
 from data.builder.build import verdicts
 from data.builder.conditions import ConditionSpace, sampling_plan
 from data.builder.autoencoder import LatentAutoencoder
-from data.builder.diffusion import identity_latents
+from data.builder.diffusion import identity_latents, periocular_weight
 from data.builder.profiles import PROFILES, BuildProfile
 from data.builder.filters import fit_judges
 from data.layout import read_metadata
@@ -140,3 +140,11 @@ def test_a_profile_whose_denoiser_does_not_fit_the_latent_is_refused():
     toy = PROFILES["toy"]
     with pytest.raises(ValueError, match="latent size"):
         BuildProfile("bad", toy.autoencoder, replace(toy.generator, image_size=8), toy.sampling, toy.filters)
+
+
+def test_the_periocular_loss_weight_keeps_the_loss_scale_and_favours_the_eyes():
+    weight = periocular_weight(16, eye_weight=10.0)
+    assert weight.shape == (1, 1, 16, 16)
+    assert float(weight.mean()) == pytest.approx(1.0)
+    assert float(weight.max() / weight.min()) == pytest.approx(11.0)
+    assert float(weight[..., 6, 5]) > float(weight[..., 14, 8])  # an eye cell over the chin

@@ -19,8 +19,7 @@ from diffusers import AutoencoderKL
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from ..regions import CANONICAL_LANDMARKS, periocular_mask
-from .diffusion import fit_cached
+from .diffusion import fit_cached, periocular_weight
 from .profiles import AutoencoderConfig
 
 WEIGHTS = "autoencoder.safetensors"
@@ -81,9 +80,8 @@ class AutoencoderTraining(L.LightningModule):
         super().__init__()
         self.config = AutoencoderConfig(**{**config, "block_out_channels": tuple(config["block_out_channels"])})
         self.autoencoder = LatentAutoencoder(self.config, channels)
-        eyes = periocular_mask(CANONICAL_LANDMARKS[None], (self.config.image_size,) * 2)
-        weight = 1 + self.config.eye_weight * eyes
-        self.register_buffer("pixel_weight", weight / weight.mean(), persistent=False)
+        self.register_buffer("pixel_weight", periocular_weight(self.config.image_size, self.config.eye_weight),
+                             persistent=False)
         self.save_hyperparameters()
 
     def training_step(self, batch, _):

@@ -63,6 +63,13 @@ class ConditionalDenoiser(nn.Module):
         return self.unet(x, t, class_labels=labels).sample
 
 
+def periocular_weight(size: int, eye_weight: float) -> Tensor:
+    """``[1,1,size,size]`` loss weights, ``1 + eye_weight`` in the periocular region of the
+    canonical face and 1 elsewhere, scaled to mean 1 (the loss keeps its scale)."""
+    weight = 1 + eye_weight * periocular_mask(CANONICAL_LANDMARKS[None], (size, size))
+    return weight / weight.mean()
+
+
 def noise_schedule(config: GeneratorConfig) -> DDPMScheduler:
     return DDPMScheduler(num_train_timesteps=config.num_train_timesteps,
                          beta_schedule=config.beta_schedule, prediction_type=config.prediction_type)
@@ -111,9 +118,8 @@ class ConditionalDDPM(DenoiserTraining):
     def __init__(self, config: dict, condition_dim: int, channels: int) -> None:
         generator = GeneratorConfig(**{**config, "block_out_channels": tuple(config["block_out_channels"])})
         super().__init__(ConditionalDenoiser(generator, condition_dim, channels), generator)
-        eyes = periocular_mask(CANONICAL_LANDMARKS[None], (generator.image_size,) * 2)
-        weight = 1 + generator.eye_weight * eyes
-        self.register_buffer("cell_weight", weight / weight.mean(), persistent=False)
+        self.register_buffer("cell_weight", periocular_weight(generator.image_size, generator.eye_weight),
+                             persistent=False)
         self.save_hyperparameters()
 
     def training_step(self, batch, _):

@@ -1,7 +1,7 @@
 """Builder settings per profile: autoencoder and denoiser sizes, training lengths, sampling
 and filter thresholds.
 
-``quick`` is sized for a 2-core CPU (64 px images, a 8 x 16 x 16 latent; its measured time and
+``quick`` is sized for a 2-core CPU (64 px images, an 8 x 16 x 16 latent; its measured time and
 quality are in ``data/README.md``); ``full`` is sized for a GPU (128 px, a 8 x 32 x 32 latent);
 ``toy`` runs in seconds for the tests.
 """
@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
 
-#: bump when builder code changes what a cached generator or judge means
+#: bump when builder code changes what a cached autoencoder, generator or judge means
 BUILDER_CODE_VERSION = 2
 
 
@@ -69,9 +69,9 @@ class GeneratorConfig:
     eye_weight: float = 0.0
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
-    #: what the network predicts, "v_prediction" (Salimans & Ho, 2022) or "epsilon". After the
-    #: quick profile's 600 CPU steps neither is good: epsilon gave face layouts under heavy
-    #: residual noise, v_prediction smooth colour blobs (data/README.md, measured figures)
+    #: what the network predicts, "v_prediction" (Salimans & Ho, 2022) or "epsilon". On the old
+    #: 32 px pixel model after 600 CPU steps, epsilon gave face layouts under heavy residual
+    #: noise, v_prediction smooth colour blobs; the latent model keeps v_prediction
     prediction_type: str = "v_prediction"
     seed: int = 4243
 
