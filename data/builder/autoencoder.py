@@ -19,7 +19,7 @@ from diffusers import AutoencoderKL
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from .diffusion import fit_cached, periocular_weight
+from .diffusion import adamw_one_cycle, fit_cached, periocular_weight
 from .profiles import AutoencoderConfig
 
 WEIGHTS = "autoencoder.safetensors"
@@ -94,10 +94,7 @@ class AutoencoderTraining(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.config.lr, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.config.lr, total_steps=self.config.train_steps,
-                                                    pct_start=max(0.05, 3 / self.config.train_steps))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw_one_cycle(self.parameters(), self.config.lr, self.config.train_steps)
 
 
 def train_autoencoder(images: Tensor, config: AutoencoderConfig, directory: Path,

@@ -63,6 +63,14 @@ class ConditionalDenoiser(nn.Module):
         return self.unet(x, t, class_labels=labels).sample
 
 
+def adamw_one_cycle(parameters, lr: float, steps: int) -> dict:
+    """Lightning's optimiser configuration for the builder's networks: AdamW with a one-cycle
+    schedule over ``steps``, stepped every batch."""
+    opt = torch.optim.AdamW(parameters, lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=max(0.05, 3 / steps))
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
 def periocular_weight(size: int, eye_weight: float) -> Tensor:
     """``[1,1,size,size]`` loss weights, ``1 + eye_weight`` in the periocular region of the
     canonical face and 1 elsewhere, scaled to mean 1 (the loss keeps its scale)."""
@@ -104,11 +112,7 @@ class DenoiserTraining(L.LightningModule):
         self.ema.update_parameters(self.model)
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.model.parameters(), lr=self.config.lr, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.config.lr,
-                                                    total_steps=self.config.train_steps,
-                                                    pct_start=max(0.05, 3 / self.config.train_steps))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw_one_cycle(self.model.parameters(), self.config.lr, self.config.train_steps)
 
 
 class ConditionalDDPM(DenoiserTraining):
