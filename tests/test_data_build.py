@@ -16,7 +16,9 @@ from data.build import main as build_main
 from data.builder import REASONS, build, get_profile
 from data.builder.build import verdicts
 from data.builder.conditions import ConditionSpace, sampling_plan
-from data.builder.diffusion import identity_latents
+from data.builder.autoencoder import LatentAutoencoder
+from data.builder.diffusion import identity_latents, periocular_weight
+from data.builder.profiles import PROFILES, BuildProfile
 from data.builder.filters import fit_judges
 from data.layout import read_metadata
 
@@ -50,6 +52,7 @@ def test_toy_build_writes_a_valid_layout_that_loads_without_warnings(built):
     assert (table.loc[table["mask"] != "", "mask_source"] == "pseudo:joint-diffusion").all()
     provenance = json.loads((out / "build.json").read_text())
     assert len(provenance["generator_sha256"]) == 64 and provenance["source_fingerprint"]
+    assert len(provenance["autoencoder_sha256"]) == 64 and provenance["autoencoder_psnr_db"]["val"] > 0
     assert (out / "preview.png").stat().st_size > 0 and (out / "rejected.csv").is_file()
     # classes and signs are the source's
     assert read_metadata(out)[1] == read_metadata(provenance["source"])[1]
@@ -115,3 +118,33 @@ def test_photos_of_one_generated_person_share_their_starting_latent():
     same = torch.nn.functional.cosine_similarity(latents[0], latents[1], dim=0)
     other = torch.nn.functional.cosine_similarity(latents[0], latents[2], dim=0)
     assert same > 0.7 and abs(other) < 0.3
+
+
+def test_the_autoencoder_maps_images_to_standardised_latents_and_back():
+    config = TOY.autoencoder
+    autoencoder = LatentAutoencoder(config, channels=4).eval()
+    images = torch.rand(6, 4, config.image_size, config.image_size) * 2 - 1
+    autoencoder.standardise(images)
+    latents = autoencoder.encode(images)
+    side = config.latent_size
+    assert latents.shape == (6, config.latent_channels, side, side) == (6, config.latent_channels,
+                                                                         TOY.generator.image_size, side)
+    # standardised on these images: per channel zero mean, unit variance
+    assert latents.mean((0, 2, 3)).abs().max() < 1e-4
+    assert (latents.std((0, 2, 3)) - 1).abs().max() < 1e-3
+    decoded = autoencoder.decode(latents)
+    assert decoded.shape == images.shape and decoded.min() >= -1 and decoded.max() <= 1
+
+
+def test_a_profile_whose_denoiser_does_not_fit_the_latent_is_refused():
+    toy = PROFILES["toy"]
+    with pytest.raises(ValueError, match="latent size"):
+        BuildProfile("bad", toy.autoencoder, replace(toy.generator, image_size=8), toy.sampling, toy.filters)
+
+
+def test_the_periocular_loss_weight_keeps_the_loss_scale_and_favours_the_eyes():
+    weight = periocular_weight(16, eye_weight=10.0)
+    assert weight.shape == (1, 1, 16, 16)
+    assert float(weight.mean()) == pytest.approx(1.0)
+    assert float(weight.max() / weight.min()) == pytest.approx(11.0)
+    assert float(weight[..., 6, 5]) > float(weight[..., 14, 8])  # an eye cell over the chin

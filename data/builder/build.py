@@ -1,8 +1,10 @@
-"""Build a private MeMa-like dataset from a source in the MeMa layout: train the conditional
-generator, sample faces under rich conditions, filter them, write the kept ones.
+"""Build a private MeMa-like dataset from a source in the MeMa layout: train the latent
+autoencoder and the conditional generator on its latents, sample faces under rich conditions,
+filter them, write the kept ones.
 
-Phases (each printed, with progress bars): source, generator (cached, resumable), judges
-(cached), sampling, filtering, writing. The output is written to a temporary folder and
+Phases (each printed, with progress bars): source, autoencoder and generator (cached,
+resumable), judges (cached), sampling (DDIM in the latent space, then decoding), filtering,
+writing. The output is written to a temporary folder and
 renamed at the end (``data.files.atomic_directory``), so a failed build leaves nothing.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..mema import MeMaDataset
 from ..paths import cache_root
 from ..synthetic.generator import split_identities
 from .conditions import ConditionSpace, sampling_plan
+from .autoencoder import reconstruction_psnr, train_autoencoder
 from .diffusion import identity_latents, sample, train_generator
 from .filters import Judges, fit_judges
 from .profiles import BuildProfile
@@ -85,22 +88,31 @@ def build(source: str | Path, out: str | Path, profile: BuildProfile, seed: int 
         fingerprint = dataset_fingerprint(source)
         names = read_metadata(source)[1]
         space = ConditionSpace.of(names)
-        x, table, mask_labels = source_training_set(source, gen.image_size)
+        x, table, mask_labels = source_training_set(source, profile.image_size)
         conditions = space.encode(table["label"], table["signs"], table["age"], table["sex"])
     cache = Path(cache or cache_root() / "builder") / fingerprint
+    trainer_kwargs = {"enable_progress_bar": verbose, **(trainer_kwargs or {})}
+    with phase(times, "autoencoder", verbose):
+        autoencoder, autoencoder_sha = train_autoencoder(
+            x, profile.autoencoder, cache / f"autoencoder-{profile.autoencoder_digest(fingerprint)}", trainer_kwargs)
+        held_out = MeMaDataset(source, "val", profile.image_size).images.float() / 127.5 - 1
+        # an empty mask channel where the autoencoder has one: the PSNR is measured on RGB
+        held_out = torch.cat([held_out, -torch.ones(len(held_out), x.shape[1] - 3, *held_out.shape[2:])], 1)
+        psnr = {"train": reconstruction_psnr(autoencoder, x), "val": reconstruction_psnr(autoencoder, held_out)}
     with phase(times, "generator", verbose):
         denoiser, weights_sha = train_generator(
-            x, conditions, gen, cache / f"generator-{profile.generator_digest(fingerprint)}",
-            {"enable_progress_bar": verbose, **(trainer_kwargs or {})})
+            autoencoder.encode(x), conditions, gen,
+            cache / f"generator-{profile.generator_digest(fingerprint)}", trainer_kwargs)
     with phase(times, "judges", verbose):
-        judges = fit_judges(source, gen.image_size, flt, cache / f"judges-{profile.judges_digest(fingerprint)}")
+        judges = fit_judges(source, profile.image_size, flt, cache / f"judges-{profile.judges_digest(fingerprint)}")
     with phase(times, "sampling", verbose):
         plan = sampling_plan(table, space, smp.per_condition, smp.images_per_identity,
                              np.random.default_rng([seed, 1]))
-        latents = identity_latents(torch.tensor(plan["person"].values), tuple(x.shape[1:]),
-                                   smp.identity_jitter, seed)
-        generated = sample(denoiser, space.encode(plan["label"], plan["signs"], plan["age"], plan["sex"]),
-                           latents, gen, smp, progress=verbose)
+        latent_shape = (profile.autoencoder.latent_channels, gen.image_size, gen.image_size)
+        noise = identity_latents(torch.tensor(plan["person"].values), latent_shape, smp.identity_jitter, seed)
+        latents = sample(denoiser, space.encode(plan["label"], plan["signs"], plan["age"], plan["sex"]),
+                         noise, gen, smp, progress=verbose)
+        generated = autoencoder.decode(latents)
     with phase(times, "filtering", verbose):
         faces = (generated[:, :3] + 1) / 2
         judged = judges.judge(faces, list(plan["label"]), list(plan["signs"]))
@@ -113,19 +125,23 @@ def build(source: str | Path, out: str | Path, profile: BuildProfile, seed: int 
                                f"filters ({counts}); a dataset needs 3 (one per split). "
                                "Train longer or sample more.")
         kid = judges.kid(judges.source_images, faces[torch.tensor(kept)], flt.kid_subset_size, seed)
-    record = provenance(source, fingerprint, profile, seed, weights_sha, judges, plan, kid, times)
+    record = provenance(source, fingerprint, profile, seed, {"autoencoder": autoencoder_sha, "generator": weights_sha},
+                        psnr, judges, plan, kid, times)
     with phase(times, "writing", verbose):
         masks = generated[:, 3] > 0 if generated.shape[1] == 4 else None
         write_dataset(out, plan, faces, masks, mask_labels, names, record, seed)
     return record
 
 
-def provenance(source, fingerprint, profile, seed, weights_sha, judges: Judges, plan, kid, times) -> dict:
+def provenance(source, fingerprint, profile, seed, weights_sha: dict, psnr: dict, judges: Judges, plan, kid,
+               times) -> dict:
     counts = plan["rejected"].replace("", "kept").value_counts()
     return {
         "source": str(source), "source_fingerprint": fingerprint, "profile": profile.name,
-        "seed": seed, "generator": asdict(profile.generator), "sampling": asdict(profile.sampling),
-        "filters": asdict(profile.filters), "generator_sha256": weights_sha,
+        "seed": seed, "autoencoder": asdict(profile.autoencoder), "generator": asdict(profile.generator),
+        "sampling": asdict(profile.sampling), "filters": asdict(profile.filters),
+        "autoencoder_sha256": weights_sha["autoencoder"], "generator_sha256": weights_sha["generator"],
+        "autoencoder_psnr_db": psnr,
         "thresholds": {"id_similarity": judges.id_threshold, "pixel_rmse": judges.pixel_threshold,
                        "plausibility": judges.plausibility_threshold},
         "judges_on_source": judges.source_scores,
@@ -220,6 +236,8 @@ def format_summary(record: dict, out: Path) -> str:
         f"  memorisation rate {rate['memorisation']:.3f} (identity similarity >= {t['id_similarity']:.3f} "
         f"or pixel RMSE <= {t['pixel_rmse']:.4f}); implausible rate {rate['implausible']:.3f} "
         f"(plausibility < {t['plausibility']:.2f})",
+        f"  autoencoder reconstruction PSNR {record['autoencoder_psnr_db']['val']:.1f} dB on the source val split "
+        f"({record['autoencoder_psnr_db']['train']:.1f} dB on train)",
         f"  KID vs source {record['kid']['mean']:.4f} +- {record['kid']['std']:.4f} (real val vs train: "
         f"{record['judges_on_source']['kid_val_vs_train'][0]:.4f})",
         "  phases: " + ", ".join(f"{k} {v:.0f}s" for k, v in record["phase_seconds"].items()),

@@ -1,19 +1,20 @@
 """The conditional patient-face generator: a diffusers ``UNet2DModel`` trained as a DDPM
-through a Lightning ``Trainer`` (cached and resumable), sampled with DDIM and classifier-free
-guidance (Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022).
+through a Lightning ``Trainer`` (cached and resumable) on the latents of the builder's
+autoencoder (``autoencoder.py``), sampled with DDIM and classifier-free guidance (Ho &
+Salimans, "Classifier-Free Diffusion Guidance", 2022).
 
-The network denoises the RGB image and, when the source has lesion masks, the mask as a
+The autoencoder encodes the RGB image and, when the source has lesion masks, the mask as a
 fourth channel, so every generated eyelid tumour comes with its mask (a pseudo-label).
 """
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from lightning.pytorch.callbacks import ModelCheckpoint
 from safetensors.torch import load_file, save_file
@@ -23,6 +24,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
 from ..files import atomic_file
+from ..regions import CANONICAL_LANDMARKS, periocular_mask
 from .profiles import GeneratorConfig, SamplingConfig
 
 WEIGHTS = "generator.safetensors"
@@ -61,6 +63,21 @@ class ConditionalDenoiser(nn.Module):
         return self.unet(x, t, class_labels=labels).sample
 
 
+def adamw_one_cycle(parameters, lr: float, steps: int) -> dict:
+    """Lightning's optimiser configuration for the builder's networks: AdamW with a one-cycle
+    schedule over ``steps``, stepped every batch."""
+    opt = torch.optim.AdamW(parameters, lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=max(0.05, 3 / steps))
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def periocular_weight(size: int, eye_weight: float) -> Tensor:
+    """``[1,1,size,size]`` loss weights, ``1 + eye_weight`` in the periocular region of the
+    canonical face and 1 elsewhere, scaled to mean 1 (the loss keeps its scale)."""
+    weight = 1 + eye_weight * periocular_mask(CANONICAL_LANDMARKS[None], (size, size))
+    return weight / weight.mean()
+
+
 def noise_schedule(config: GeneratorConfig) -> DDPMScheduler:
     return DDPMScheduler(num_train_timesteps=config.num_train_timesteps,
                          beta_schedule=config.beta_schedule, prediction_type=config.prediction_type)
@@ -95,59 +112,63 @@ class DenoiserTraining(L.LightningModule):
         self.ema.update_parameters(self.model)
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.model.parameters(), lr=self.config.lr, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.config.lr,
-                                                    total_steps=self.config.train_steps,
-                                                    pct_start=max(0.05, 3 / self.config.train_steps))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw_one_cycle(self.model.parameters(), self.config.lr, self.config.train_steps)
 
 
 class ConditionalDDPM(DenoiserTraining):
     """DDPM training of the conditional generator, with condition dropout (classifier-free
-    guidance)."""
+    guidance) and the squared error weighted ``1 + eye_weight`` on the periocular cells."""
 
     def __init__(self, config: dict, condition_dim: int, channels: int) -> None:
         generator = GeneratorConfig(**{**config, "block_out_channels": tuple(config["block_out_channels"])})
         super().__init__(ConditionalDenoiser(generator, condition_dim, channels), generator)
+        self.register_buffer("cell_weight", periocular_weight(generator.image_size, generator.eye_weight),
+                             persistent=False)
         self.save_hyperparameters()
 
     def training_step(self, batch, _):
         x0, condition = batch
         keep = torch.rand(len(x0), 1, device=x0.device) >= self.config.condition_dropout
         noisy, t, target = self.noised(x0)
-        loss = F.mse_loss(self.model(noisy, t, condition * keep), target)
+        loss = ((self.model(noisy, t, condition * keep) - target) ** 2 * self.cell_weight).mean()
         self.log("loss", loss, prog_bar=True)
         return loss
 
 
-def train_generator(images: Tensor, conditions: Tensor, config: GeneratorConfig, directory: Path,
-                    trainer_kwargs: dict | None = None) -> tuple[ConditionalDenoiser, str]:
-    """Train (or load from ``directory``) the generator on ``images`` ``[N,C,H,W]`` in
-    ``[-1,1]``; returns the EMA denoiser and the SHA-256 of its weights file.
-
-    An interrupted run resumes from ``directory/last.ckpt``; the finished weights are written
-    atomically to ``directory/generator.safetensors`` and reused afterwards.
-    """
+def fit_cached(module: L.LightningModule, loader: DataLoader, steps: int, weights: Path,
+               export: Callable[[], dict], trainer_kwargs: dict | None = None) -> tuple[dict, str]:
+    """Fit ``module`` for ``steps`` optimiser steps through a Lightning ``Trainer`` unless
+    ``weights`` exists, then write ``export()`` (a state dict) there atomically; returns the
+    state in ``weights`` and its SHA-256. An interrupted fit resumes from the ``last.ckpt``
+    saved beside ``weights`` every tenth of the run, to the same weights."""
+    directory = weights.parent
     directory.mkdir(parents=True, exist_ok=True)
-    weights = directory / WEIGHTS
-    denoiser = ConditionalDenoiser(config, conditions.shape[1], images.shape[1])
     if not weights.is_file():
-        L.seed_everything(config.seed, workers=True, verbose=False)
-        module = ConditionalDDPM(asdict(config), conditions.shape[1], images.shape[1])
-        loader = DataLoader(TensorDataset(images, conditions), batch_size=config.batch_size,
-                            shuffle=True, drop_last=len(images) > config.batch_size,
-                            generator=torch.Generator().manual_seed(config.seed))
-        checkpoint = ModelCheckpoint(dirpath=directory, save_last=True,
-                                     every_n_train_steps=max(1, config.train_steps // 10))
-        trainer = L.Trainer(**{"max_steps": config.train_steps, "logger": False,
-                               "callbacks": [checkpoint], "default_root_dir": directory,
-                               **(trainer_kwargs or {})})
+        checkpoint = ModelCheckpoint(dirpath=directory, save_last=True, every_n_train_steps=max(1, steps // 10))
+        trainer = L.Trainer(**{"max_steps": steps, "logger": False, "callbacks": [checkpoint],
+                               "default_root_dir": directory, **(trainer_kwargs or {})})
         last = directory / "last.ckpt"
         trainer.fit(module, loader, ckpt_path=last if last.is_file() else None)
         with atomic_file(weights) as tmp:
-            save_file(module.ema.module.state_dict(), str(tmp))
-    denoiser.load_state_dict(load_file(str(weights)))
-    return denoiser.eval(), hashlib.sha256(weights.read_bytes()).hexdigest()
+            save_file({k: v.contiguous() for k, v in export().items()}, str(tmp))
+    return load_file(str(weights)), hashlib.sha256(weights.read_bytes()).hexdigest()
+
+
+def train_generator(latents: Tensor, conditions: Tensor, config: GeneratorConfig, directory: Path,
+                    trainer_kwargs: dict | None = None) -> tuple[ConditionalDenoiser, str]:
+    """Train (or load from ``directory``) the generator on ``latents`` ``[N,C,h,w]`` (the
+    autoencoder's standardised latents of the source images); returns the EMA denoiser and the
+    SHA-256 of its weights file (``directory/generator.safetensors``, reused afterwards)."""
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    module = ConditionalDDPM(asdict(config), conditions.shape[1], latents.shape[1])
+    loader = DataLoader(TensorDataset(latents, conditions), batch_size=config.batch_size,
+                        shuffle=True, drop_last=len(latents) > config.batch_size,
+                        generator=torch.Generator().manual_seed(config.seed))
+    state, sha = fit_cached(module, loader, config.train_steps, directory / WEIGHTS,
+                            lambda: module.ema.module.state_dict(), trainer_kwargs)
+    denoiser = ConditionalDenoiser(config, conditions.shape[1], latents.shape[1])
+    denoiser.load_state_dict(state)
+    return denoiser.eval(), sha
 
 
 def identity_latents(people: Tensor, shape: tuple[int, ...], jitter: float, seed: int) -> Tensor:
@@ -164,10 +185,12 @@ def identity_latents(people: Tensor, shape: tuple[int, ...], jitter: float, seed
 @torch.no_grad()
 def sample(denoiser: ConditionalDenoiser, conditions: Tensor, latents: Tensor, config: GeneratorConfig,
            sampling: SamplingConfig, device: torch.device | str = "cpu", progress: bool = True) -> Tensor:
-    """DDIM (eta 0) from ``latents`` under ``conditions`` with classifier-free guidance;
-    returns ``[N,C,H,W]`` in ``[-1,1]``."""
-    # trailing spacing: the first step starts from pure noise (t = T-1), as in training
-    scheduler = DDIMScheduler.from_config(noise_schedule(config).config, timestep_spacing="trailing")
+    """DDIM (eta 0) from the starting noise ``latents`` under ``conditions`` with
+    classifier-free guidance; returns the denoised latents ``[N,C,h,w]``."""
+    # trailing spacing: the first step starts from pure noise (t = T-1), as in training; no
+    # clipping of the predicted sample: standardised latents are not bounded by 1
+    scheduler = DDIMScheduler.from_config(noise_schedule(config).config, timestep_spacing="trailing",
+                                          clip_sample=False)
     scheduler.set_timesteps(sampling.ddim_steps)
     denoiser = denoiser.to(device)
     out = []
@@ -177,7 +200,7 @@ def sample(denoiser: ConditionalDenoiser, conditions: Tensor, latents: Tensor, c
         c = conditions[start:start + sampling.batch_size].to(device)
         for t in scheduler.timesteps:
             x = scheduler.step(guided_prediction(denoiser, x, t, c, sampling.guidance), t, x, eta=0.0).prev_sample
-        out.append(x.clamp(-1, 1).cpu())
+        out.append(x.cpu())
     return torch.cat(out)
 
 

@@ -2,7 +2,7 @@
 
 - memorisation: identity similarity to the nearest source training face (a CosFace
   recogniser trained on the source's training identities) and pixel RMSE to the nearest
-  source training image. The thresholds come from unseen real people: the source val split's
+  source training image (on ``pixel_pool``-averaged blocks). The thresholds come from unseen real people: the source val split's
   identities never reach the recogniser's or the generator's training, so a generated face
   closer to a training face than ``memorisation_quantile`` of them is treated as a copy.
 - plausibility: a disease classifier trained on the source must give the intended label, and
@@ -49,6 +49,7 @@ class Judges:
     pixel_threshold: float
     plausibility_threshold: float
     source_scores: dict         # the judges' own figures on the source test split
+    pixel_pool: int = 1         # side of the blocks averaged before the pixel RMSE
 
     @torch.no_grad()
     def embed(self, images: Tensor) -> Tensor:
@@ -57,9 +58,11 @@ class Judges:
     @torch.no_grad()
     def memorisation(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Per image: the highest identity similarity to a source training face, and the
-        lowest pixel RMSE to a source training image."""
+        lowest pixel RMSE to a source training image, both averaged over ``pixel_pool`` blocks
+        (sensor grain, which no generator copies, would make a smooth face look closer to a
+        training photo than an unseen real photo is)."""
         similarity = (self.embed(images) @ self.source_embeddings.T).amax(1)
-        flat, source = images.flatten(1), self.source_images.flatten(1)
+        flat, source = (F.avg_pool2d(x, self.pixel_pool).flatten(1) for x in (images, self.source_images))
         rmse = torch.cat([torch.cdist(chunk, source).amin(1) for chunk in flat.split(256)])
         return similarity, rmse / flat.shape[1] ** 0.5
 
@@ -131,7 +134,8 @@ def fit_judges(source: Path, image_size: int, config: FilterConfig, directory: P
             save_file(state, str(tmp))
         atomic_write(info, json.dumps(scores, indent=2))
     judges = Judges(classifier.eval(), recogniser.eval(), dm.classes, dm.signs,
-                    images(dm, "train"), torch.empty(0), 0.0, 0.0, config.plausibility_threshold, scores)
+                    images(dm, "train"), torch.empty(0), 0.0, 0.0, config.plausibility_threshold, scores,
+                    config.pixel_pool)
     judges.source_embeddings = judges.embed(judges.source_images)
     # unseen real people (val split) set how close to a training face is too close
     val = images(dm, "val")
@@ -143,8 +147,10 @@ def fit_judges(source: Path, image_size: int, config: FilterConfig, directory: P
     if plausibility is None:
         plausibility = float(np.quantile(real, config.plausibility_quantile))
     kid_floor = judges.kid(judges.source_images, val, config.kid_subset_size)
-    return replace(judges, id_threshold=float(np.quantile(similarity.numpy(), q)),
-                   pixel_threshold=float(np.quantile(rmse.numpy(), 1 - q)),
+    id_threshold, pixel_threshold = config.id_similarity_threshold, config.pixel_rmse_threshold
+    return replace(judges,
+                   id_threshold=float(np.quantile(similarity.numpy(), q)) if id_threshold is None else id_threshold,
+                   pixel_threshold=float(np.quantile(rmse.numpy(), 1 - q)) if pixel_threshold is None else pixel_threshold,
                    plausibility_threshold=plausibility,
                    source_scores={**scores, "kid_val_vs_train": kid_floor,
                                   "val_plausibility_median": float(np.median(real))})
