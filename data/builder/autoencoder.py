@@ -16,8 +16,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
+from torchmetrics.functional.image import peak_signal_noise_ratio
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from .diffusion import adamw_one_cycle, fit_cached, periocular_weight
 from .profiles import AutoencoderConfig
@@ -108,10 +108,8 @@ def train_autoencoder(images: Tensor, config: AutoencoderConfig, directory: Path
         module.autoencoder.eval().standardise(images)
         return module.autoencoder.state_dict()
 
-    loader = DataLoader(TensorDataset(images), batch_size=config.batch_size, shuffle=True,
-                        drop_last=len(images) > config.batch_size,
-                        generator=torch.Generator().manual_seed(config.seed))
-    state, sha = fit_cached(module, loader, config.train_steps, directory / WEIGHTS, export, trainer_kwargs)
+    state, sha = fit_cached(module, (images,), config.batch_size, config.seed, config.train_steps,
+                            directory / WEIGHTS, export, trainer_kwargs)
     autoencoder = LatentAutoencoder(config, images.shape[1])
     autoencoder.load_state_dict(state)
     return autoencoder.eval(), sha
@@ -120,9 +118,10 @@ def train_autoencoder(images: Tensor, config: AutoencoderConfig, directory: Path
 @torch.no_grad()
 def reconstruction_psnr(autoencoder: LatentAutoencoder, images: Tensor) -> float:
     """Mean PSNR (dB, on ``[0, 1]`` RGB) of encoding and decoding ``images`` in ``[-1, 1]``."""
-    rgb = images[:, :3]
-    error = ((autoencoder.decode(autoencoder.encode(images))[:, :3] - rgb) / 2).square().flatten(1).mean(1)
-    return float((-10 * torch.log10(error.clamp_min(1e-10))).mean())
+    to_unit = lambda x: (x[:, :3] + 1) / 2  # noqa: E731  (RGB in [0, 1]; the mask channel aside)
+    decoded = autoencoder.decode(autoencoder.encode(images))
+    return float(peak_signal_noise_ratio(to_unit(decoded), to_unit(images), data_range=1.0,
+                                         reduction="none", dim=(1, 2, 3)).mean())
 
 
 __all__ = ["LatentAutoencoder", "reconstruction_psnr", "train_autoencoder"]

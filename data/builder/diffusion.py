@@ -135,12 +135,17 @@ class ConditionalDDPM(DenoiserTraining):
         return loss
 
 
-def fit_cached(module: L.LightningModule, loader: DataLoader, steps: int, weights: Path,
-               export: Callable[[], dict], trainer_kwargs: dict | None = None) -> tuple[dict, str]:
-    """Fit ``module`` for ``steps`` optimiser steps through a Lightning ``Trainer`` unless
-    ``weights`` exists, then write ``export()`` (a state dict) there atomically; returns the
-    state in ``weights`` and its SHA-256. An interrupted fit resumes from the ``last.ckpt``
-    saved beside ``weights`` every tenth of the run, to the same weights."""
+def fit_cached(module: L.LightningModule, tensors: tuple[Tensor, ...], batch_size: int, seed: int,
+               steps: int, weights: Path, export: Callable[[], dict],
+               trainer_kwargs: dict | None = None) -> tuple[dict, str]:
+    """Fit ``module`` for ``steps`` optimiser steps on shuffled batches of ``tensors`` (the
+    order drawn from ``seed``) through a Lightning ``Trainer`` unless ``weights`` exists, then
+    write ``export()`` (a state dict) there atomically; returns the state in ``weights`` and its
+    SHA-256. An interrupted fit resumes from the ``last.ckpt`` saved beside ``weights`` every
+    tenth of the run, to the same weights."""
+    n = len(tensors[0])
+    loader = DataLoader(TensorDataset(*tensors), batch_size=batch_size, shuffle=True,
+                        drop_last=n > batch_size, generator=torch.Generator().manual_seed(seed))
     directory = weights.parent
     directory.mkdir(parents=True, exist_ok=True)
     if not weights.is_file():
@@ -161,10 +166,8 @@ def train_generator(latents: Tensor, conditions: Tensor, config: GeneratorConfig
     SHA-256 of its weights file (``directory/generator.safetensors``, reused afterwards)."""
     L.seed_everything(config.seed, workers=True, verbose=False)
     module = ConditionalDDPM(asdict(config), conditions.shape[1], latents.shape[1])
-    loader = DataLoader(TensorDataset(latents, conditions), batch_size=config.batch_size,
-                        shuffle=True, drop_last=len(latents) > config.batch_size,
-                        generator=torch.Generator().manual_seed(config.seed))
-    state, sha = fit_cached(module, loader, config.train_steps, directory / WEIGHTS,
+    state, sha = fit_cached(module, (latents, conditions), config.batch_size, config.seed,
+                            config.train_steps, directory / WEIGHTS,
                             lambda: module.ema.module.state_dict(), trainer_kwargs)
     denoiser = ConditionalDenoiser(config, conditions.shape[1], latents.shape[1])
     denoiser.load_state_dict(state)
