@@ -57,6 +57,22 @@ def test_encryptor_is_its_own_inverse_for_every_password():
         assert torch.allclose(encryptor(encrypted, keys), latents, atol=1e-5)
 
 
+def test_a_wrong_password_encrypts_again_instead_of_cancelling():
+    """Even where the couplings ignore the password (the case that let a wrong key decrypt the
+    face), a wrong password ``k`` decrypts ``M_p(w)`` to ``M_{k xor p}(w)``: another encryption."""
+    torch.manual_seed(2)
+    encryptor = LatentEncryptor(8, 4, 64, couplings=2, dim=16, heads=2, flipped=4)
+    for step in encryptor.steps:
+        torch.nn.init.normal_(step.out.weight, std=0.5)
+        torch.nn.init.zeros_(step.password.weight)  # T no longer depends on the password
+    latents, p, k = torch.randn(5, 8, 2, 2), _keys(5, 5), _keys(5, 6)
+    k[:, 0] = 1 - p[:, 0]  # differ in at least one flipped channel's bit
+    with torch.no_grad():
+        wrong = encryptor(encryptor(latents, p), k)
+        assert (wrong - latents).abs().mean() > 0.1
+        assert torch.allclose(wrong, encryptor(latents, (k + p) % 2), atol=1e-5)
+
+
 def test_right_password_recovers_through_a_png_file_better_than_a_wrong_one(method, tmp_path):
     images, keys = _faces(4, seed=3), _keys(4, 4)
     anonymised = method.anonymize({"image": images}, keys)

@@ -55,6 +55,7 @@ class RiDDLE(FittedMethod):
     key_bits = 64
     networks = ("autoencoder", "encryptor")
     presets = PROFILES
+    fit_recipe = 2  # 2: the password chooses the flipped channels (torch_model.py)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

@@ -57,6 +57,9 @@ class FittedMethod(DeIdMethod):
     presets: dict[str, MethodConfig] = {}
     #: images per forward pass in :meth:`run_chunked`
     chunk_size = 256
+    #: bump when the code learns something else from the same config (a changed network or
+    #: loss), so that a cached fit of the older code is not reused; part of :meth:`config`
+    fit_recipe = 1
 
     def __init__(self, *, profile: str = "quick", seed: int = 0, work_dir=None,
                  trainer_kwargs=None, **options):
@@ -84,7 +87,7 @@ class FittedMethod(DeIdMethod):
         """Restore :meth:`extra_state` (before :meth:`build_networks` runs)."""
 
     def config(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.cfg)
+        return {**dataclasses.asdict(self.cfg), "fit_recipe": self.fit_recipe}
 
     # -- training helpers ----------------------------------------------------------------------
     @property

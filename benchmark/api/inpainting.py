@@ -304,7 +304,6 @@ class InpaintingGAN(FittedMethod):
     networks = ("generator",)
     #: what :meth:`fit` reads of each training batch (and hands to :meth:`prepare` and the GAN)
     train_keys: tuple[str, ...] = ("image", "identity", "landmarks")
-    #: bump when the training recipe changes what a config learns (invalidates cached fits)
     fit_recipe = 2
 
     def __init__(self, **kwargs):
@@ -315,7 +314,7 @@ class InpaintingGAN(FittedMethod):
         self.shapes: dict[str, int] = {}
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "keep_eyes": self.keep_eyes, "fit_recipe": self.fit_recipe}
+        return {**super().config(), "keep_eyes": self.keep_eyes}
 
     @property
     def tag(self) -> str:
