@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from baselines.fit.method import FITReversible
-from baselines.fit.torch_model import PasswordTransformer, password_code
+from baselines.fit.torch_model import PasswordTransformer, keyed_flip, password_code
 from benchmark.registry import load_method
 
 from tests.toy_images import (SIZE, ToyDataModule, png_round as _png, psnr as _psnr,
@@ -71,6 +71,31 @@ def test_wrong_password_gives_another_face(method):
     wrong = keys.clone()
     wrong[:, 5] = 1 - wrong[:, 5]  # one bit off
     assert _psnr(method.recover(anonymised, wrong), images) < 40
+
+
+def test_keyed_flip_is_an_orthogonal_involution():
+    z, code = torch.randn(4, 12, 5, 5), password_code(_keys(4, 5))[1]
+    flipped = keyed_flip(z, code)
+    assert (flipped - z).abs().mean() > 0.1
+    assert torch.allclose(keyed_flip(flipped, code), z, atol=1e-5)
+    assert torch.allclose(flipped.norm(dim=1), z.norm(dim=1), atol=1e-4)
+
+
+def test_wrong_password_does_not_cancel_even_when_the_steps_ignore_it():
+    """Where the learned steps ignore the password (the case in which a wrong password of the
+    inverse direction recovered the face), the keyed flip still leaves another face."""
+    torch.manual_seed(3)
+    transformer = PasswordTransformer(16, 2, 8)
+    for step in transformer.steps:
+        torch.nn.init.normal_(step.out.weight, std=0.05)
+        torch.nn.init.zeros_(step.password.weight)  # the steps no longer read the password
+    images, keys = _faces(6), _keys(6, 6)
+    wrong = keys.clone()
+    wrong[:, 1] = 1 - wrong[:, 1]  # same direction bit, one flipped detail sign differs
+    with torch.no_grad():
+        stored = transformer(images, keys)
+        assert (transformer(stored, 1 - keys) - images).abs().max() < 1e-4
+        assert (transformer(stored, 1 - wrong) - images).abs().mean() > 1e-3
 
 
 def test_transformer_rejects_wrong_password_shape():

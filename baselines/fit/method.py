@@ -49,6 +49,7 @@ class FITReversible(FittedMethod):
     key_bits = 16
     networks = ("transformer",)
     presets = PROFILES
+    fit_recipe = 2  # 2: the keyed Haar flip between the coupling halves (torch_model.py)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

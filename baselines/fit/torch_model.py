@@ -12,6 +12,15 @@ first sign picks the direction and the rest, multiplied by it, the code ``c``, s
 ``~p`` share ``c`` and run the same steps in opposite directions: ``G(., ~p)`` is exactly the
 inverse of ``G(., p)``. What remains to learn is a face transform per password that hides the
 identity and survives 8-bit storage (``lightning_model.py``).
+
+Between the first and the second half of the steps sits a keyed step that nothing learns
+(our choice): in each colour's 2x2 Haar basis the three detail coefficients are negated where
+the code says so, an orthogonal involution ``K_c``. Why: a wrong password ``k`` of the inverse
+direction runs ``B_k^-1 K_k A_k^-1 ... `` on ``B_p K_p A_p x``; where the learned steps depend
+little on the code (``A_k ~ A_p``, ``B_k ~ B_p``) that is ``A^-1 K_k K_p A x``, the first half's
+inverse of a flip of the details where the two codes differ. Without ``K`` it would be ``x``:
+the wrong password recovered the face. Training (the recogniser push on wrong recoveries) then
+teaches the first half to put identity where a flip destroys it.
 """
 from __future__ import annotations
 
@@ -25,6 +34,23 @@ from benchmark.api.nn import conv_norm_act
 #: halves: sub-pixels (0,0),(1,1) and (0,1),(1,0) of every colour
 _HALVES = (torch.tensor([4 * c + k for c in range(3) for k in (0, 3)]),
            torch.tensor([4 * c + k for c in range(3) for k in (1, 2)]))
+#: the orthonormal 2x2 Haar transform of a colour's four sub-pixels (rows: LL, LH, HL, HH);
+#: symmetric, so it is its own inverse
+_HAAR = torch.tensor([[1., 1., 1., 1.], [1., 1., -1., -1.], [1., -1., 1., -1.],
+                      [1., -1., -1., 1.]]) / 2
+#: code signs the keyed step reads: one per detail coefficient of each colour
+KEYED_SIGNS = 9
+
+
+def keyed_flip(z: Tensor, code: Tensor) -> Tensor:
+    """``K_c``: negate each colour's Haar detail coefficients (of the 2x2-squeezed ``z``
+    ``[B, 12, h, w]``) whose sign in ``code[:, :9]`` is -1; an orthogonal involution."""
+    b, _, h, w = z.shape
+    haar = _HAAR.to(z)
+    signs = torch.cat([torch.ones_like(code[:, :3, None]), code[:, :KEYED_SIGNS].view(b, 3, 3)],
+                      2)  # [B, colour, LL/LH/HL/HH]
+    coeffs = torch.einsum("ij,bcjhw->bcihw", haar, z.view(b, 3, 4, h, w)) * signs[..., None, None]
+    return torch.einsum("ij,bcjhw->bcihw", haar, coeffs).reshape(b, 12, h, w)
 
 
 def password_code(passwords: Tensor) -> tuple[Tensor, Tensor]:
@@ -69,6 +95,8 @@ class PasswordTransformer(nn.Module):
 
     def __init__(self, password_bits: int = 16, couplings: int = 4, width: int = 32):
         super().__init__()
+        if password_bits - 1 < KEYED_SIGNS:
+            raise ValueError(f"passwords need at least {KEYED_SIGNS + 1} bits, got {password_bits}")
         self.password_bits = password_bits
         self.steps = nn.ModuleList(CouplingShift(6, password_bits - 1, width)
                                    for _ in range(couplings))
@@ -88,8 +116,13 @@ class PasswordTransformer(nn.Module):
 
     def _flow(self, z: Tensor, code: Tensor, inverse: bool) -> Tensor:
         order = range(len(self.steps))
+        middle = len(self.steps) // 2  # the keyed step runs before this coupling step (forward)
         for i in (reversed(order) if inverse else order):
+            if i == middle and not inverse:
+                z = keyed_flip(z, code)
             moved, fixed = _HALVES[i % 2].to(z.device), _HALVES[1 - i % 2].to(z.device)
             shift = self.steps[i](z[:, fixed], code)
             z = z.index_add(1, moved, -shift if inverse else shift)
+            if i == middle and inverse:
+                z = keyed_flip(z, code)
         return z
