@@ -57,11 +57,12 @@ def test_encryptor_is_its_own_inverse_for_every_password():
         assert torch.allclose(encryptor(encrypted, keys), latents, atol=1e-5)
 
 
-def test_a_wrong_password_encrypts_again_instead_of_cancelling():
+def test_keyed_flip_makes_a_wrong_password_encrypt_again_instead_of_cancelling():
     """Even where the couplings ignore the password (the case that let a wrong key decrypt the
     face), a wrong password ``k`` decrypts ``M_p(w)`` to ``M_{k xor p}(w)``: another encryption."""
     torch.manual_seed(2)
-    encryptor = LatentEncryptor(8, 4, 64, couplings=2, dim=16, heads=2, flipped=4)
+    encryptor = LatentEncryptor(8, 4, 64, couplings=2, dim=16, heads=2, flipped=4,
+                                keyed_flip=True)
     for step in encryptor.steps:
         torch.nn.init.normal_(step.out.weight, std=0.5)
         torch.nn.init.zeros_(step.password.weight)  # T no longer depends on the password
@@ -111,3 +112,9 @@ def test_fast_dev_run_fits_and_caches_nothing(tmp_path, composite):
 def test_registered_by_module_path():
     riddle = load_method("baselines.riddle.method:RiDDLE", profile="toy")
     assert isinstance(riddle, RiDDLE) and riddle.reversible and riddle.key_bits >= 64
+
+
+def test_keyed_flip_variant_is_registered_with_twice_the_flippable_channels():
+    variant, plain = load_method("riddle_keyed_flip", profile="quick"), RiDDLE()
+    assert variant.cfg.keyed_flip and not plain.cfg.keyed_flip
+    assert variant.cfg.flipped_channels == 2 * plain.cfg.flipped_channels <= variant.key_bits

@@ -42,6 +42,7 @@ class FITConfig(MethodConfig):
     aux_fraction: float = 0.25  # share of a batch that also gets a second and a wrong password
     w_smooth: float = 30.0  # high-pass of the anonymised change (no sub-pixel checkerboard)
     w_range: float = 10.0  # anonymised pixels outside [0, 1] (clipping breaks the inverse)
+    keyed_flip: bool = False  # a keyed Haar-detail flip mid-flow (a wrong password cannot cancel)
 
 
 
@@ -52,6 +53,11 @@ PROFILES = {
     "full": FITConfig(batch_size=64, couplings=8, width=64, disc_width=64, id_width=48,
                       id_dim=128, id_epochs=40, epochs=60, lr=5e-4),
 }
+
+
+#: ``fit_keyed_flip``: the keyed flip mid-flow, trained twice as long (README.md)
+KEYED_FLIP_PROFILES = {name: cfg.replace(keyed_flip=True, epochs=2 * cfg.epochs)
+                       for name, cfg in PROFILES.items()}
 
 
 def make_config(profile: str = "quick", **options) -> FITConfig:

@@ -24,7 +24,7 @@ from benchmark.api.recognition import Recogniser, fit_recogniser
 from benchmark.api.training import (data_fingerprint, derive_seed, load_stage, make_trainer,
                                     materialize, metrics_line, tensor_loader)
 
-from .config import PROFILES
+from .config import KEYED_FLIP_PROFILES, PROFILES
 from .lightning_model import FITModule
 from .torch_model import PasswordTransformer
 
@@ -49,7 +49,6 @@ class FITReversible(FittedMethod):
     key_bits = 16
     networks = ("transformer",)
     presets = PROFILES
-    fit_recipe = 2  # 2: the keyed Haar flip between the coupling halves (torch_model.py)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -57,7 +56,8 @@ class FITReversible(FittedMethod):
 
     def build_networks(self) -> dict[str, nn.Module]:
         cfg = self.cfg
-        return {"transformer": PasswordTransformer(cfg.password_bits, cfg.couplings, cfg.width)}
+        return {"transformer": PasswordTransformer(cfg.password_bits, cfg.couplings, cfg.width,
+                                                   cfg.keyed_flip)}
 
     # -- training --------------------------------------------------------------------------------
     def fit(self, train) -> None:
@@ -111,3 +111,13 @@ class FITReversible(FittedMethod):
         """``G(y, ~p)``: the same transformer with the complement password; a wrong key runs a
         different password and gives yet another face."""
         return self._transform(images, 1 - self.checked_keys(keys, len(images)).float())
+
+
+class FITKeyedFlip(FITReversible):
+    """FIT with a keyed Haar-detail flip between the halves of its flow (our variant): a wrong
+    password of the inverse direction no longer undoes the anonymisation."""
+
+    name = "fit_keyed_flip"
+    description = ("FIT with a keyed flip mid-flow (our variant): a wrong password cannot "
+                   "cancel the anonymisation")
+    presets = KEYED_FLIP_PROFILES

@@ -13,8 +13,8 @@ first sign picks the direction and the rest, multiplied by it, the code ``c``, s
 inverse of ``G(., p)``. What remains to learn is a face transform per password that hides the
 identity and survives 8-bit storage (``lightning_model.py``).
 
-Between the first and the second half of the steps sits a keyed step that nothing learns
-(our choice): in each colour's 2x2 Haar basis the three detail coefficients are negated where
+``keyed_flip`` (our choice, the ``fit_keyed_flip`` variant): between the first and the second
+half of the steps sits a keyed step that nothing learns: in each colour's 2x2 Haar basis the three detail coefficients are negated where
 the code says so, an orthogonal involution ``K_c``. Why: a wrong password ``k`` of the inverse
 direction runs ``B_k^-1 K_k A_k^-1 ... `` on ``B_p K_p A_p x``; where the learned steps depend
 little on the code (``A_k ~ A_p``, ``B_k ~ B_p``) that is ``A^-1 K_k K_p A x``, the first half's
@@ -93,9 +93,11 @@ class PasswordTransformer(nn.Module):
     ``{0,1}`` ``[B, bits]``; the output is not clipped (the caller clips; training keeps it in
     range)."""
 
-    def __init__(self, password_bits: int = 16, couplings: int = 4, width: int = 32):
+    def __init__(self, password_bits: int = 16, couplings: int = 4, width: int = 32,
+                 keyed_flip: bool = False):
         super().__init__()
-        if password_bits - 1 < KEYED_SIGNS:
+        self.keyed_flip = keyed_flip
+        if keyed_flip and password_bits - 1 < KEYED_SIGNS:
             raise ValueError(f"passwords need at least {KEYED_SIGNS + 1} bits, got {password_bits}")
         self.password_bits = password_bits
         self.steps = nn.ModuleList(CouplingShift(6, password_bits - 1, width)
@@ -116,7 +118,7 @@ class PasswordTransformer(nn.Module):
 
     def _flow(self, z: Tensor, code: Tensor, inverse: bool) -> Tensor:
         order = range(len(self.steps))
-        middle = len(self.steps) // 2  # the keyed step runs before this coupling step (forward)
+        middle = len(self.steps) // 2 if self.keyed_flip else None  # the keyed step's place
         for i in (reversed(order) if inverse else order):
             if i == middle and not inverse:
                 z = keyed_flip(z, code)

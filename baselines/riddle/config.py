@@ -27,6 +27,7 @@ class RiDDLEConfig(MethodConfig):
     # -- encryptor --------------------------------------------------------------------------
     couplings: int = 4
     flipped_channels: int = 24  # latent channels the involution negates (in T_p's coordinates)
+    keyed_flip: bool = False  # the password picks which of them flip (a wrong key cannot cancel)
     mapper_dim: int = 64
     mapper_heads: int = 4
     disc_width: int = 16
@@ -60,6 +61,13 @@ PROFILES = {
                          ae_width=64, ae_epochs=20, couplings=6, mapper_dim=128, mapper_heads=8,
                          disc_width=64, id_width=48, id_dim=128, id_epochs=40, epochs=60, lr=5e-4),
 }
+
+
+#: ``riddle_keyed_flip``: the password picks the flipped channels among twice as many (so as
+#: many flip on average), trained twice as long (6 epochs left 8 px mosaics; README.md)
+KEYED_FLIP_PROFILES = {name: cfg.replace(keyed_flip=True, flipped_channels=2 * cfg.flipped_channels,
+                                         epochs=2 * cfg.epochs)
+                       for name, cfg in PROFILES.items()}
 
 
 def make_config(profile: str = "quick", **options) -> RiDDLEConfig:

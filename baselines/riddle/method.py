@@ -27,7 +27,7 @@ from benchmark.api.training import (data_fingerprint, derive_seed, load_stage, m
                                     materialize, metrics_line, save_stage, tensor_loader)
 from data.regions import CANONICAL_LANDMARKS, face_mask
 
-from .config import PROFILES
+from .config import KEYED_FLIP_PROFILES, PROFILES
 from .lightning_model import AutoencoderModule, RiDDLEModule, encrypt
 from .torch_model import Autoencoder, LatentEncryptor
 
@@ -55,7 +55,6 @@ class RiDDLE(FittedMethod):
     key_bits = 64
     networks = ("autoencoder", "encryptor")
     presets = PROFILES
-    fit_recipe = 2  # 2: the password chooses the flipped channels (torch_model.py)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -77,7 +76,7 @@ class RiDDLE(FittedMethod):
         return {"autoencoder": Autoencoder(cfg.ae_width, cfg.latent_channels, cfg.cell),
                 "encryptor": LatentEncryptor(cfg.latent_channels, tokens, cfg.key_bits,
                                              cfg.couplings, cfg.mapper_dim, cfg.mapper_heads,
-                                             cfg.flipped_channels)}
+                                             cfg.flipped_channels, cfg.keyed_flip)}
 
     # -- training --------------------------------------------------------------------------------
     def fit(self, train) -> None:
@@ -174,6 +173,16 @@ class RiDDLE(FittedMethod):
 
     def _encrypt(self, images: Tensor, passwords: Tensor) -> Tensor:
         return encrypt(self.autoencoder, self.encryptor, images, passwords).clamp(0, 1)
+
+
+class RiDDLEKeyedFlip(RiDDLE):
+    """RiDDLE whose password also picks which latent channels the involution flips (our
+    variant): a wrong password encrypts again instead of cancelling the encryption."""
+
+    name = "riddle_keyed_flip"
+    description = ("RiDDLE with password-chosen flips (our variant): a wrong password encrypts "
+                   "again instead of decrypting")
+    presets = KEYED_FLIP_PROFILES
 
 
 def _landmarks(landmarks: Tensor | None, count: int) -> Tensor:

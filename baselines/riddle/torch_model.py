@@ -7,20 +7,20 @@ transformer encryptor ``M`` so that ``w' = M(w, p)`` is another identity and the
 with the same password decrypts, ``M(w', p) = w``. At 64 px without a pre-trained GAN we train
 the autoencoder on the suite (``Autoencoder``: a spatial latent, each grid cell a token), and
 we build the "same mapper decrypts" property into ``M`` instead of learning it:
-``M_p = T_p^{-1} o S_p o T_p``, with ``T_p`` an invertible stack of additive couplings whose
-shifts are small transformers over the latent tokens conditioned on the password, and ``S_p``
-the sign flip of those of ``T_p``'s last ``flipped`` channels whose password bit is set.
-``S_p o S_p = id``, so ``M_p o M_p = id`` for every password, exactly; what remains to learn is
-a ``T_p`` whose flippable channels carry the identity (``lightning_model.py``). ``T_p`` starts
-as the identity map, so ``M`` starts by flipping some of the autoencoder's last
-(lowest-variance, ``Autoencoder.init_from_pca``) components: a small change that training grows
-into an identity change.
+``M_p = T_p^{-1} o S o T_p``, with ``T_p`` an invertible stack of additive couplings whose
+shifts are small transformers over the latent tokens conditioned on the password, and ``S`` the
+sign flip of the last ``flipped`` of ``T_p``'s channels. ``S o S = id``, so ``M_p o M_p = id``
+for every password, exactly; what remains to learn is a ``T_p`` whose flipped channels carry
+the identity (``lightning_model.py``). ``T_p`` starts as the identity map, so ``M`` starts by
+flipping the autoencoder's last (lowest-variance, ``Autoencoder.init_from_pca``) components: a
+small change that training grows into an identity change.
 
-Why the flip is keyed (our choice): a wrong password ``k`` decrypts to
+``keyed_flip`` (our choice, the ``riddle_keyed_flip`` variant): ``S_p`` flips only those of the
+last ``flipped`` channels whose password bit is set. Why: a wrong password ``k`` decrypts to
 ``T_k^{-1} S_k T_k T_p^{-1} S_p T_p w``. Where ``T`` depends little on the password
-(``T_k ~ T_p``) that is ``T^{-1} S_k S_p T w``; with one fixed ``S`` it would be ``w`` again (the
-wrong key recovers the face), with keyed flips it is the flip of the channels where ``k`` and
-``p`` differ: for a random wrong key a random half, distributed like a fresh encryption.
+(``T_k ~ T_p``) that is ``T^{-1} S_k S_p T w``: with the fixed ``S`` it is ``w`` again (the wrong
+key recovers the face), with keyed flips it is the flip of the channels where ``k`` and ``p``
+differ, for a random wrong key a random half: distributed like a fresh encryption.
 """
 from __future__ import annotations
 
@@ -104,18 +104,20 @@ class TokenShift(nn.Module):
 class LatentEncryptor(nn.Module):
     """RiDDLE's encryptor ``M(w, p)``, an exact involution per password (module docstring):
     ``M(M(w, p), p) = w``. Latents ``[B, C, h, w]`` (C even), passwords ``{0,1}``
-    ``[B, key_bits]``; the first ``flipped`` password bits choose the flipped channels."""
+    ``[B, key_bits]``; with ``keyed_flip`` the first ``flipped`` password bits choose which of
+    the last ``flipped`` channels flip."""
 
     def __init__(self, channels: int, tokens: int, key_bits: int, couplings: int = 4,
-                 dim: int = 64, heads: int = 4, flipped: int | None = None):
+                 dim: int = 64, heads: int = 4, flipped: int | None = None,
+                 keyed_flip: bool = False):
         super().__init__()
         if channels % 2:
             raise ValueError(f"latent channels must be even, got {channels}")
         self.key_bits, self.half = key_bits, channels // 2
-        self.flipped = flipped or self.half
-        if not 0 < self.flipped <= min(channels, key_bits):
-            raise ValueError(f"flipped must be in 1..{min(channels, key_bits)} (latent channels "
-                             f"and password bits), got {flipped}")
+        self.flipped, self.keyed_flip = flipped or self.half, keyed_flip
+        most = min(channels, key_bits) if keyed_flip else channels  # keyed: one bit a channel
+        if not 0 < self.flipped <= most:
+            raise ValueError(f"flipped must be in 1..{most}, got {flipped}")
         self.steps = nn.ModuleList(TokenShift(self.half, tokens, key_bits, dim, heads)
                                    for _ in range(couplings))
 
@@ -127,10 +129,14 @@ class LatentEncryptor(nn.Module):
         signs = passwords.float() * 2 - 1
         tokens = latents.flatten(2).transpose(1, 2)  # [B, h*w, C]
         z = self._flow(tokens, signs, inverse=False)
-        flips = 1 - 2 * passwords[:, None, :self.flipped].float()  # S_p: -1 where a bit is set
-        z = torch.cat([z[..., :-self.flipped], z[..., -self.flipped:] * flips], -1)
+        z = torch.cat([z[..., :-self.flipped], z[..., -self.flipped:] * self._flips(signs)], -1)
         tokens = self._flow(z, signs, inverse=True)
         return tokens.transpose(1, 2).reshape(b, c, h, w)
+
+    def _flips(self, signs: Tensor) -> Tensor | float:
+        """The involution's factors: -1 on every flipped channel, or with ``keyed_flip`` -1 where
+        the password bit is set (``signs`` = 2p - 1) and +1 elsewhere."""
+        return -signs[:, None, :self.flipped] if self.keyed_flip else -1.0
 
     def _flow(self, z: Tensor, signs: Tensor, inverse: bool) -> Tensor:
         """``T_p`` (or its inverse): additive couplings on alternating channel halves."""
