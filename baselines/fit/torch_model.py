@@ -13,14 +13,15 @@ first sign picks the direction and the rest, multiplied by it, the code ``c``, s
 inverse of ``G(., p)``. What remains to learn is a face transform per password that hides the
 identity and survives 8-bit storage (``lightning_model.py``).
 
-``keyed_flip`` (our choice, the ``fit_keyed_flip`` variant): between the first and the second
-half of the steps sits a keyed step that nothing learns: in each colour's 2x2 Haar basis the three detail coefficients are negated where
-the code says so, an orthogonal involution ``K_c``. Why: a wrong password ``k`` of the inverse
-direction runs ``B_k^-1 K_k A_k^-1 ... `` on ``B_p K_p A_p x``; where the learned steps depend
-little on the code (``A_k ~ A_p``, ``B_k ~ B_p``) that is ``A^-1 K_k K_p A x``, the first half's
-inverse of a flip of the details where the two codes differ. Without ``K`` it would be ``x``:
-the wrong password recovered the face. Training (the recogniser push on wrong recoveries) then
-teaches the first half to put identity where a flip destroys it.
+``keyed_flip`` (our choice, the ``fit_keyed_flip`` variant): between the first half ``A`` and
+the second half ``B`` of the steps sits a keyed step that nothing learns, ``K_c``: in each
+colour's 2x2 Haar basis the three detail coefficients are negated where the code says so (an
+orthogonal involution). Why: a wrong password ``k`` of the inverse direction runs
+``A_k^-1 K_k B_k^-1`` on ``y = B_p K_p A_p x``. Where the learned steps depend little on the
+code (``A_k ~ A_p``, ``B_k ~ B_p``) that is ``A^-1 K_k K_p A x``: without ``K`` it is ``x`` (the
+wrong password recovers the face), with it the first half's inverse of a flip of the details
+where the two codes differ. Training (the recogniser push on wrong recoveries) then teaches the
+first half to put identity where a flip destroys it.
 """
 from __future__ import annotations
 
@@ -98,7 +99,8 @@ class PasswordTransformer(nn.Module):
         super().__init__()
         self.keyed_flip = keyed_flip
         if keyed_flip and password_bits - 1 < KEYED_SIGNS:
-            raise ValueError(f"passwords need at least {KEYED_SIGNS + 1} bits, got {password_bits}")
+            raise ValueError(f"the keyed flip needs passwords of at least {KEYED_SIGNS + 1} bits, "
+                             f"got {password_bits}")
         self.password_bits = password_bits
         self.steps = nn.ModuleList(CouplingShift(6, password_bits - 1, width)
                                    for _ in range(couplings))
