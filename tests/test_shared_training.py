@@ -127,7 +127,8 @@ def test_fitted_method_saves_loads_and_refuses_another_config():
         method.anonymize({"image": torch.rand(2, 3, 4, 4)}, None)
     method.set_networks(**method.build_networks())
     state = method.state_dict()
-    assert set(state) == {"config", "calls", "conv"} and state["config"] == {"width": 1}
+    assert set(state) == {"config", "calls", "conv"}
+    assert state["config"] == {"width": 1, "fit_recipe": 1}
     other = _Doubler()
     other.load_state_dict(state)
     images = torch.rand(7, 3, 4, 4)  # 7 images in chunks of 3: the last chunk is short
@@ -135,6 +136,9 @@ def test_fitted_method_saves_loads_and_refuses_another_config():
     assert out.shape == images.shape and torch.allclose(out, method.conv(images), atol=1e-6)
     with pytest.raises(ValueError, match="different config"):
         _Doubler(width=2).load_state_dict(state)
+    newer_code = type("NewerDoubler", (_Doubler,), {"fit_recipe": 2})()  # same config, new recipe
+    with pytest.raises(ValueError, match="different config"):
+        newer_code.load_state_dict(state)
 
 
 def test_fitted_method_stage_paths_depend_only_on_the_named_fields(tmp_path):
