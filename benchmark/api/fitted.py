@@ -4,7 +4,9 @@ of its fitted networks and chunked CPU-friendly inference, written once.
 
 A subclass names its fitted networks in ``networks`` and its configs in ``presets`` (profile ->
 a :class:`MethodConfig` dataclass) and implements :meth:`build_networks`, ``fit`` and
-``anonymize`` (and ``recover``); everything else here applies unchanged. Plugins may import this module (README, import rule).
+``anonymize`` (and ``recover``); everything else here applies unchanged, and bumps
+``fit_recipe`` when its code learns something else from the same config. Plugins may import
+this module (README, import rule).
 """
 from __future__ import annotations
 
