@@ -51,7 +51,7 @@ class MedSemConfig(GANConfig):
     diversity_margin: float = 0.2  # key diversity: cos between two keys' faces above this
     w_identity: float = 2.0
     w_diversity: float = 1.0
-    w_medical: float = 4.0  # Enc_med consistency on the eye band (features and predictions)
+    w_medical: float = 4.0  # Enc_med consistency on the eye band (predictions; features below)
     # share of Enc_med's feature match in it (0: predictions only): its maps carry the eye's
     # identity too. v3 (1, no parrot, no key modulation) leaked 20 % to the parrot attack, v4
     # (0, parrot 1, key_film) about 2 %, at lower accuracy (medsem_deid/README.md)

@@ -118,9 +118,9 @@ def train_autoencoder(images: Tensor, config: AutoencoderConfig, directory: Path
 @torch.no_grad()
 def reconstruction_psnr(autoencoder: LatentAutoencoder, images: Tensor) -> float:
     """Mean PSNR (dB, on ``[0, 1]`` RGB) of encoding and decoding ``images`` in ``[-1, 1]``."""
-    to_unit = lambda x: (x[:, :3] + 1) / 2  # noqa: E731  (RGB in [0, 1]; the mask channel aside)
-    decoded = autoencoder.decode(autoencoder.encode(images))
-    return float(peak_signal_noise_ratio(to_unit(decoded), to_unit(images), data_range=1.0,
+    rgb = images[:, :3]  # the mask channel aside
+    decoded = autoencoder.decode(autoencoder.encode(images))[:, :3]
+    return float(peak_signal_noise_ratio((decoded + 1) / 2, (rgb + 1) / 2, data_range=1.0,
                                          reduction="none", dim=(1, 2, 3)).mean())
 
 
