@@ -35,6 +35,9 @@ class MedSemConfig(GANConfig):
     cond_levels: int = 3
     # the key's code modulates the condition (FiLM), so two keys show two eye regions
     key_film: bool = True
+    # share of each side of the eye band over which the condition fades to zero (0: a hard
+    # edge, which showed as a faint rectangle in v4's painted faces)
+    cond_taper: float = 0.0
     # -- pre-training (Enc_med on the eye band, the identity network; each its own seed) --------
     med_crop_epochs: int = 12
     id_width: int = 24  # training-time identity network base width
@@ -54,8 +57,9 @@ class MedSemConfig(GANConfig):
     w_medical: float = 4.0  # Enc_med consistency on the eye band (predictions; features below)
     # share of Enc_med's feature match in it (0: predictions only): its maps carry the eye's
     # identity too. v3 (1, no parrot, no key modulation) leaked 20 % to the parrot attack, v4
-    # (0, parrot 1, key_film) about 2 %, at lower accuracy (medsem_deid/README.md)
-    w_med_features: float = 0.0
+    # (0, parrot 1, key_film) about 2 % at lower accuracy; v5 (0.25) keeps more of the signs
+    # (medsem_deid/README.md)
+    w_med_features: float = 0.25
     # the parrot adversary: a recogniser trained in the loop on the painted faces to name the
     # source's identity; the generator is pushed towards its uniform answer (0: off)
     w_parrot: float = 1.0

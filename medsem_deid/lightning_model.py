@@ -145,9 +145,11 @@ class MedSemGANModule(InpaintingGANModule):
         }
         enc_med = self.generator.enc_med
         if enc_med is not None:
+            predicted = enc_med(periocular_crop(fake, landmarks))
+            with torch.no_grad():
+                reference = enc_med(periocular_crop(x, landmarks))
             terms["medical"] = (cfg.w_medical, losses.medical_consistency(
-                enc_med, periocular_crop(fake, landmarks), periocular_crop(x, landmarks),
-                cfg.w_med_features))
+                predicted, reference, cfg.w_med_features))
         if self.parrot is not None:  # the parrot's weights are stepped only by the critic's step
             emb_parrot, _ = self.parrot(_shift(fake))
             terms["parrot"] = (cfg.w_parrot,

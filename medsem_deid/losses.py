@@ -15,14 +15,14 @@ def identity_push_away(embedding: Tensor, reference: Tensor, margin: float) -> T
     return F.relu((embedding * reference).sum(1) - margin).mean()
 
 
-def medical_consistency(enc_med, deidentified: Tensor, original: Tensor,
+def medical_consistency(predicted: tuple[Tensor, Tensor, Tensor],
+                        reference: tuple[Tensor, Tensor, Tensor],
                         feature_weight: float = 1.0) -> Tensor:
-    """Enc_med features (weighted by ``feature_weight``) and predictions of the de-identified
-    image match the original's. The features also carry the eye's identity; the predictions
-    carry only the diagnosis."""
-    feats, label_logits, sign_logits = enc_med(deidentified)
-    with torch.no_grad():
-        ref_feats, ref_labels, ref_signs = enc_med(original)
+    """Enc_med's ``(features, label logits, sign logits)`` of the de-identified eye band match
+    the original's: the features (weighted by ``feature_weight``) and the predictions. The
+    features also carry the eye's identity; the predictions carry only the diagnosis."""
+    feats, label_logits, sign_logits = predicted
+    ref_feats, ref_labels, ref_signs = (t.detach() for t in reference)
     feature_term = F.mse_loss(feats, ref_feats) / ref_feats.var().clamp_min(1e-6)
     label_term = F.kl_div(F.log_softmax(label_logits, 1), F.softmax(ref_labels, 1),
                           reduction="batchmean")

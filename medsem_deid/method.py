@@ -77,7 +77,8 @@ class MedSemDeID(InpaintingGAN):
     def build_generator(self) -> MedSemGenerator:
         cfg = self.cfg
         return MedSemGenerator(self._enc_med(), cfg.z_dim, cfg.code_dim, cfg.width,
-                               cfg.cond_channels, cfg.cond_levels, cfg.key_film)
+                               cfg.cond_channels, cfg.cond_levels, cfg.key_film,
+                               cfg.cond_taper)
 
     def build_module(self, generator: MedSemGenerator, enc_med, id_net,
                      identities) -> MedSemGANModule:

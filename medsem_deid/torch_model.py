@@ -83,6 +83,15 @@ class IdentityEmbedder(nn.Module):
         return F.normalize(self.embed(feats), dim=1), stem
 
 
+def edge_taper(size: tuple[int, int], fraction: float, device=None) -> Tensor:
+    """``[H, W]`` window: 1 inside, a linear ramp to 0 over the outer ``fraction`` of each
+    side (0 < fraction <= 0.5)."""
+    def ramp(n: int) -> Tensor:
+        i = torch.arange(n, device=device, dtype=torch.float32) + 0.5
+        return (torch.minimum(i, n - i) / (fraction * n)).clamp(max=1)
+    return ramp(size[0])[:, None] * ramp(size[1])[None, :]
+
+
 class MedSemGenerator(nn.Module):
     """The ID-encryptor's generator: the inpainting U-Net on (image with the head blanked (+)
     the head's mask (+) the medical condition), the key's identity code through a small mapping
@@ -92,14 +101,16 @@ class MedSemGenerator(nn.Module):
     of the eye band, resized to the finest of them, projected by a learned 1x1 convolution to
     ``cond_channels``, optionally modulated by the key's code (``key_film``: a per-channel
     scale and shift, so the key changes the eye region too) and laid back on the eye band of
-    the face frame (zero elsewhere). Without Enc_med (the no-prior ablation) there is no
+    the face frame (zero elsewhere; ``cond_taper`` fades it out towards the band's edges).
+    Without Enc_med (the no-prior ablation) there is no
     condition. Enc_med is frozen: always in eval mode, no gradients.
     """
 
     def __init__(self, enc_med: MedicalSemanticsEncoder | None, z_dim: int, code_dim: int,
-                 width: int, cond_channels: int, cond_levels: int = 3, key_film: bool = False):
+                 width: int, cond_channels: int, cond_levels: int = 3, key_film: bool = False,
+                 cond_taper: float = 0.0):
         super().__init__()
-        self.enc_med, self.cond_levels = enc_med, cond_levels
+        self.enc_med, self.cond_levels, self.cond_taper = enc_med, cond_levels, cond_taper
         self.mapping = nn.Sequential(nn.Linear(z_dim, code_dim), nn.SiLU(),
                                      nn.Linear(code_dim, code_dim), nn.SiLU())
         self.film = None
@@ -133,6 +144,8 @@ class MedSemGenerator(nn.Module):
         if self.film is not None:
             scale, shift = self.film(code)[:, :, None, None].chunk(2, 1)
             cond = cond * (1 + scale) + shift
+        if self.cond_taper:  # fade to zero towards the band's edges: no rectangle in the face
+            cond = cond * edge_taper(cond.shape[-2:], self.cond_taper, cond.device)
         return periocular_uncrop(cond, landmarks, image.shape[-2:])
 
     def forward(self, image: Tensor, landmarks: Tensor, mask: Tensor, z: Tensor) -> Tensor:

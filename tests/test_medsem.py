@@ -15,7 +15,8 @@ from medsem_deid.config import make_config
 from benchmark.api.inpainting import Critic, deid_mask
 from medsem_deid.lightning_model import MedSemGANModule
 from medsem_deid.method import MedSemDeID, MedSemDeIDNoPrior, from_uint8, to_uint8
-from medsem_deid.torch_model import IdentityEmbedder, MedicalSemanticsEncoder, MedSemGenerator
+from medsem_deid.torch_model import (IdentityEmbedder, MedicalSemanticsEncoder, MedSemGenerator,
+                                      edge_taper)
 
 TINY = dict(batch_size=8, width=8, disc_width=8, code_dim=8, z_dim=8, med_width=8,
             med_channels=8, cond_channels=4, id_width=8, id_dim=8, med_crop_epochs=1,
@@ -149,6 +150,24 @@ def test_condition_levels_and_the_key_modulation():
     torch.nn.init.normal_(net.film.weight)
     moved = net.condition(x, marks, codes)
     assert (moved[0] - moved[1]).abs().max() > 1e-3  # two keys, two eye regions
+
+
+def test_the_condition_fades_towards_the_eye_bands_edges():
+    window = edge_taper((16, 32), 0.25)
+    assert window[8, 16] == 1 and window[0, 0] < 0.01 and torch.equal(window, window.flip(1))
+    torch.manual_seed(0)
+    enc_med = MedicalSemanticsEncoder(3, 2, width=8, channels=8)
+    hard, soft = (MedSemGenerator(enc_med, z_dim=8, code_dim=8, width=8, cond_channels=4,
+                                  cond_taper=taper) for taper in (0.0, 0.25))
+    soft.project.load_state_dict(hard.project.state_dict())
+    x, marks = torch.rand(1, 3, 64, 64), CANONICAL_LANDMARKS.expand(1, 5, 2)
+    code = hard.mapping(torch.randn(1, 8))
+    edge_hard, edge_soft = (net.condition(x, marks, code).abs().sum(1) for net in (hard, soft))
+    assert torch.all(edge_soft <= edge_hard + 1e-6)
+    rows = (edge_hard[0] > 0).any(1).nonzero()[:, 0]
+    top = int(rows[1])  # the band's second row: little of the condition, its centre all of it
+    assert edge_soft[0, top].sum() < 0.5 * edge_hard[0, top].sum()
+    assert torch.allclose(edge_soft[0, 26, 32], edge_hard[0, 26, 32])
 
 
 @pytest.mark.parametrize("w_parrot", [0.0, 1.0])
