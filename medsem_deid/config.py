@@ -37,7 +37,7 @@ class MedSemConfig(GANConfig):
     key_film: bool = True
     # share of each side of the eye band over which the condition fades to zero (0: a hard
     # edge, which showed as a faint rectangle in v4's painted faces)
-    cond_taper: float = 0.0
+    cond_taper: float = 0.2
     # -- pre-training (Enc_med on the eye band, the identity network; each its own seed) --------
     med_crop_epochs: int = 12
     id_width: int = 24  # training-time identity network base width
