@@ -102,14 +102,17 @@ class MedSemGenerator(nn.Module):
     ``cond_channels``, optionally modulated by the key's code (``key_film``: a per-channel
     scale and shift, so the key changes the eye region too) and laid back on the eye band of
     the face frame (zero elsewhere; ``cond_taper`` fades it out towards the band's edges).
-    Without Enc_med (the no-prior ablation) there is no
-    condition. Enc_med is frozen: always in eval mode, no gradients.
+    Without Enc_med (the no-prior ablation) there is no condition. Enc_med is frozen: always
+    in eval mode, no gradients.
     """
 
     def __init__(self, enc_med: MedicalSemanticsEncoder | None, z_dim: int, code_dim: int,
                  width: int, cond_channels: int, cond_levels: int = 3, key_film: bool = False,
                  cond_taper: float = 0.0):
         super().__init__()
+        if not 0 <= cond_taper <= 0.5:
+            raise ValueError(f"cond_taper must lie in [0, 0.5] (a share of each side of the "
+                             f"eye band), got {cond_taper}")
         self.enc_med, self.cond_levels, self.cond_taper = enc_med, cond_levels, cond_taper
         self.mapping = nn.Sequential(nn.Linear(z_dim, code_dim), nn.SiLU(),
                                      nn.Linear(code_dim, code_dim), nn.SiLU())

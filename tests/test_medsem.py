@@ -168,6 +168,8 @@ def test_the_condition_fades_towards_the_eye_bands_edges():
     top = int(rows[1])  # the band's second row: little of the condition, its centre all of it
     assert edge_soft[0, top].sum() < 0.5 * edge_hard[0, top].sum()
     assert torch.allclose(edge_soft[0, 26, 32], edge_hard[0, 26, 32])
+    with pytest.raises(ValueError, match="cond_taper"):
+        MedSemGenerator(enc_med, z_dim=8, code_dim=8, width=8, cond_channels=4, cond_taper=0.6)
 
 
 @pytest.mark.parametrize("w_parrot", [0.0, 1.0])
