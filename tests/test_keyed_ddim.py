@@ -13,9 +13,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from benchmark.api.inpainting import deid_mask
 from baselines.keyed_ddim.config import make_config
 from baselines.keyed_ddim.lightning_model import masked_face
-from baselines.keyed_ddim.method import KeyedDDIM, KeyedDDIMKeepEyes
-from baselines.keyed_ddim.torch_model import (InpaintingDenoiser, KeyedDDIMProcess, key_noise,
-                                              mix_key, unmix_key)
+from baselines.keyed_ddim.method import (KeyedDDIM, KeyedDDIMFlip, KeyedDDIMFlipKeepEyes,
+                                         KeyedDDIMKeepEyes)
+from baselines.keyed_ddim.torch_model import (InpaintingDenoiser, KeyedDDIMProcess, key_draws,
+                                              keyed_reflection, mix_key, region_modes,
+                                              unmix_key)
 from data.regions import CANONICAL_LANDMARKS
 
 from tests.toy_images import (SIZE, png_round as _png, psnr as _psnr, random_keys,
@@ -60,19 +62,41 @@ def test_fixed_point_inversion_is_exact_where_plain_ddim_inversion_is_not(correc
         assert error < 2e-3
 
 
-def test_key_noise_is_the_keys_and_unmix_undoes_mix():
+def test_key_draws_are_the_keys_and_unmix_undoes_mix():
     keys = _keys(3, 0)
-    noise = key_noise(keys, (3, 8, 8))
-    assert torch.equal(noise, key_noise(keys.clone(), (3, 8, 8)))  # the key alone fixes it
+    noise, flips = key_draws(keys, (3, 8, 8), 5)
+    assert flips.shape == (3, 3, 5) and set(flips.unique().tolist()) == {0.0, 1.0}
+    again = key_draws(keys.clone(), (3, 8, 8), 5)
+    assert torch.equal(noise, again[0]) and torch.equal(flips, again[1])  # the key fixes both
+    assert torch.equal(noise, key_draws(keys, (3, 8, 8))[0])  # flips do not change the noise
     flipped = keys.clone()
     flipped[:, 63] = 1 - flipped[:, 63]  # the last of the 64 bits matters too
-    assert not torch.allclose(noise, key_noise(flipped, (3, 8, 8)))
+    assert not torch.allclose(noise, key_draws(flipped, (3, 8, 8))[0])
     latent, mask = torch.randn(3, 3, 8, 8), torch.ones(3, 1, 8, 8)
     mixed = mix_key(latent, noise, mask, 0.8)
     assert torch.allclose(unmix_key(mixed, noise, mask, 0.8), latent, atol=1e-5)
 
 
-@pytest.mark.parametrize("cls", [KeyedDDIM, KeyedDDIMKeepEyes])
+def test_keyed_reflection_is_an_involution_inside_the_region_and_keys_compose_by_xor():
+    region = _region(1, True)[0, 0] > 0
+    basis = region_modes(region, 16)
+    assert torch.allclose(basis.t() @ basis, torch.eye(16), atol=1e-5)  # orthonormal
+    latent = torch.randn(4, 3, SIZE, SIZE) * region
+    a, b = (torch.randint(0, 2, (4, 3, 16), generator=torch.Generator().manual_seed(s)).float()
+            for s in (0, 1))
+    flipped = keyed_reflection(latent, a, basis, region)
+    assert torch.equal(flipped[:, :, ~region], latent[:, :, ~region])  # nothing outside moves
+    assert torch.allclose(flipped.norm(), latent.norm())  # orthogonal
+    assert torch.allclose(keyed_reflection(flipped, a, basis, region), latent, atol=1e-5)
+    # a wrong key b leaves R_b R_a = R_(a xor b): another flip, never the identity map
+    twice = keyed_reflection(flipped, b, basis, region)
+    assert torch.allclose(twice, keyed_reflection(latent, (a - b).abs(), basis, region),
+                          atol=1e-5)
+    with pytest.raises(ValueError, match="key_modes"):
+        region_modes(region, int(region.sum()) + 1)
+
+
+@pytest.mark.parametrize("cls", [KeyedDDIM, KeyedDDIMKeepEyes, KeyedDDIMFlipKeepEyes])
 def test_shapes_and_pixels_outside_the_region_bit_identical(cls):
     method = _toy(cls)
     images, keys = _faces(5), _keys(5, 1)
@@ -86,8 +110,9 @@ def test_shapes_and_pixels_outside_the_region_bit_identical(cls):
     assert (out - images).abs().amax((1, 2, 3)).min() > 1e-2  # every face changed
 
 
-def test_same_key_reproducible_right_key_recovers_wrong_key_does_not():
-    method = _toy(key_mix=0.05)  # a small mix keeps the toy faces inside [0, 1]
+@pytest.mark.parametrize("cls", [KeyedDDIM, KeyedDDIMFlip])
+def test_same_key_reproducible_right_key_recovers_wrong_key_does_not(cls):
+    method = _toy(cls, key_mix=0.05)  # a small mix keeps the toy faces inside [0, 1]
     images, keys = _faces(6), _keys(6, 3)
     anonymised = method.anonymize({"image": images}, keys)
     assert torch.equal(anonymised, method.anonymize({"image": images}, keys))
@@ -113,7 +138,8 @@ def test_unknown_options_are_refused_and_both_rows_are_registered():
     cfg.read(Path(__file__).parents[1] / "setup.cfg")
     declared = dict(line.split(" = ") for line in
                     cfg["options.entry_points"]["mema_bench.methods"].strip().splitlines())
-    for cls in (KeyedDDIM, KeyedDDIMKeepEyes):
+    assert KeyedDDIMFlipKeepEyes(profile="toy").config()["key_modes"] == 64
+    for cls in (KeyedDDIM, KeyedDDIMKeepEyes, KeyedDDIMFlip, KeyedDDIMFlipKeepEyes):
         assert declared[cls.name] == f"{cls.__module__}:{cls.__name__}"
 
 

@@ -39,6 +39,10 @@ class KeyedDDIMConfig(MethodConfig):
     depth: int = 5  # how many of its steps the face is inverted: down to timestep ~ depth/steps*T
     corrector_steps: int = 2  # fixed-point iterations per inversion step (exact inversion)
     key_mix: float = 0.7  # share s of key noise in the latent: z' = sqrt(1 - s^2) z + s n_key
+    #: low-frequency patterns of the region whose sign the key flips in the latent before the
+    #: mix (0: off, the paper's additive perturbation only); a wrong key leaves the face's
+    #: layout in the latent without it (README.md)
+    key_modes: int = 0
 
 
     def generator(self) -> GeneratorConfig:
@@ -60,6 +64,11 @@ PROFILES = {
                             norm_num_groups=32, train_steps=60_000, batch_size=64, lr=2e-4,
                             ema_decay=0.9995, ddim_steps=20, depth=10, corrector_steps=3),
 }
+
+
+#: ``keyed_ddim_flip`` (and its eye-keeping twin): the key also flips the region's 64
+#: lowest-frequency patterns in the latent (README.md)
+FLIP_PROFILES = {name: cfg.replace(key_modes=64) for name, cfg in PROFILES.items()}
 
 
 def make_config(profile: str = "quick", **options) -> KeyedDDIMConfig:

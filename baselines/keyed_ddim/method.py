@@ -24,9 +24,10 @@ from benchmark.api.training import (data_fingerprint, derive_seed, load_stage, m
                                     materialize, metrics_line, save_stage, tensor_loader)
 from data.regions import CANONICAL_LANDMARKS
 
-from .config import PROFILES, KeyedDDIMConfig
+from .config import FLIP_PROFILES, PROFILES, KeyedDDIMConfig
 from .lightning_model import KeyedDDIMModule, masked_face
-from .torch_model import InpaintingDenoiser, KeyedDDIMProcess, key_noise, mix_key, unmix_key
+from .torch_model import (InpaintingDenoiser, KeyedDDIMProcess, key_draws, keyed_reflection,
+                          mix_key, region_modes, unmix_key)
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,16 @@ class KeyedDDIM(FittedMethod):
         marks = CANONICAL_LANDMARKS.to(images.device).expand(len(images), 5, 2)
         return deid_mask(marks, images.shape[-2:], self.cfg.keep_eyes)
 
+    def _reflect(self, latent: Tensor, flips: Tensor, mask: Tensor) -> Tensor:
+        """The key's reflection of the latent's low-frequency patterns (``key_modes``); the
+        region is the same canonical one for every image, so its basis is computed once."""
+        region = mask[0, 0] > 0
+        cached = getattr(self, "_modes", None)
+        if cached is None or not torch.equal(cached[0], region):
+            self._modes = cached = (region, region_modes(region.cpu(), self.cfg.key_modes)
+                                    .to(latent.device))
+        return keyed_reflection(latent, flips, cached[1], region)
+
     def _rekey(self, images: Tensor, keys: Tensor, sign: float) -> Tensor:
         """Invert the region of ``images``, mix (``sign`` +1) or unmix (-1) the keys' noise,
         regenerate and composite: pixels outside the region are ``images``', bit for bit."""
@@ -120,9 +131,14 @@ class KeyedDDIM(FittedMethod):
             face, context = masked_face(x, mask)
             process = KeyedDDIMProcess(self.denoiser, self.cfg)
             latent = process.invert(face, context, mask)
-            noise = key_noise(k, x.shape[1:]).to(x)
+            modes = self.cfg.key_modes
+            noise, flips = (d.to(x) for d in key_draws(k, x.shape[1:], modes))
+            if modes and sign > 0:  # mix(R_k z); the inverse: R_k unmix(z')
+                latent = self._reflect(latent, flips, mask)
             rekey = mix_key if sign > 0 else unmix_key
             latent = rekey(latent, noise, mask, self.cfg.key_mix)
+            if modes and sign < 0:
+                latent = self._reflect(latent, flips, mask)
             drawn = (process.regenerate(latent, context, mask) + 1) / 2
             return composite(x, drawn.clamp(0, 1), mask)
 
@@ -145,4 +161,25 @@ class KeyedDDIMKeepEyes(KeyedDDIM):
     name = "keyed_ddim_keep_eyes"
     description = ("keyed DDIM inversion with eye holes: the periocular region keeps its "
                    "original pixels; the key recovers the rest")
+    keep_eyes = True
+
+
+class KeyedDDIMFlip(KeyedDDIM):
+    """:class:`KeyedDDIM` whose key also flips the signs of the region's 64 lowest-frequency
+    patterns in the latent (our variant, ``key_modes``): a wrong key no longer leaves the
+    face's layout in the latent."""
+
+    name = "keyed_ddim_flip"
+    description = ("keyed DDIM with a keyed flip of the latent's low-frequency patterns (our "
+                   "variant): a wrong key leaves no layout of the face")
+    presets = FLIP_PROFILES
+
+
+class KeyedDDIMFlipKeepEyes(KeyedDDIMFlip):
+    """:class:`KeyedDDIMFlip` with eye holes in the region (the periocular pixels are the
+    input's, bit for bit)."""
+
+    name = "keyed_ddim_flip_keep_eyes"
+    description = ("keyed DDIM with the keyed low-frequency flip and eye holes: the periocular "
+                   "region keeps its original pixels")
     keep_eyes = True

@@ -100,16 +100,51 @@ class KeyedDDIMProcess:
         return x
 
 
-def key_noise(keys: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """``[B, *shape]`` standard normal noise, one draw per key from NumPy's PCG64 seeded with
+def key_draws(keys: Tensor, shape: tuple[int, ...], modes: int = 0) -> tuple[Tensor, Tensor]:
+    """What each key draws: ``[B, *shape]`` standard normal noise, then ``[B, shape[0], modes]``
+    {0,1} flip bits (one per colour and low-frequency pattern), from NumPy's PCG64 seeded with
     the key's bits read as one integer, through ``SeedSequence`` (which takes every bit: a torch
     CPU generator's ``manual_seed`` keeps only the low 32 of 64, so half the key would be lost)."""
-    draws = []
+    noise, flips = [], []
     for row in keys.round().int().tolist():
         entropy = sum(1 << i for i, bit in enumerate(row) if bit)
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
-        draws.append(torch.from_numpy(rng.standard_normal(shape, dtype=np.float32)))
-    return torch.stack(draws)
+        noise.append(torch.from_numpy(rng.standard_normal(shape, dtype=np.float32)))
+        flips.append(torch.from_numpy(rng.integers(0, 2, (shape[0], modes)).astype(np.float32)))
+    return torch.stack(noise), torch.stack(flips)
+
+
+def region_modes(region: Tensor, modes: int) -> Tensor:
+    """``[N, modes]``: an orthonormal basis of the lowest-frequency patterns on the ``N`` pixels
+    of ``region`` (``[H, W]`` bool), lowest first: the 2D DCT-II patterns of the image grid
+    ordered by frequency, restricted to the region and orthonormalised (QR, float64). The
+    region is not a rectangle, so the restricted patterns are not orthogonal by themselves."""
+    h, w = region.shape
+    if not 0 < modes <= int(region.sum()):
+        raise ValueError(f"key_modes must be in [1, {int(region.sum())}] (the region's pixels), "
+                         f"got {modes}")
+    order = sorted(((u * u + v * v, u, v) for u in range(h) for v in range(w)))[:modes]
+    ys, xs = torch.nonzero(region, as_tuple=True)
+    ys, xs = ys.double(), xs.double()
+    patterns = torch.stack([torch.cos(torch.pi * (2 * ys + 1) * u / (2 * h))
+                            * torch.cos(torch.pi * (2 * xs + 1) * v / (2 * w))
+                            for _, u, v in order], 1)
+    return torch.linalg.qr(patterns).Q.float()
+
+
+def keyed_reflection(latent: Tensor, flips: Tensor, basis: Tensor, region: Tensor) -> Tensor:
+    """``R_k z = z - 2 Q diag(f_k) Q^T z`` on the ``region``'s pixels of each colour: negate
+    the low-frequency components of ``latent`` ``[B, 3, H, W]`` (``basis`` ``Q``, from
+    :func:`region_modes`) whose key bit in ``flips`` ``[B, 3, modes]`` is set. An orthogonal
+    involution: the key undoes it, and it keeps a Gaussian latent Gaussian. A wrong key ``j``
+    leaves ``R_j R_k = R_{j xor k}``: about half of the face's layout negated, where the
+    key's additive noise alone left all of it (scaled) in the latent (README.md)."""
+    flat = latent.flatten(2)
+    inside = flat[:, :, region.flatten()]
+    inside = inside - 2 * ((inside @ basis) * flips) @ basis.t()
+    out = flat.clone()
+    out[:, :, region.flatten()] = inside
+    return out.view_as(latent)
 
 
 def mix_key(latent: Tensor, noise: Tensor, mask: Tensor, share: float) -> Tensor:
