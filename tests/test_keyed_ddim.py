@@ -123,6 +123,13 @@ def test_same_key_reproducible_right_key_recovers_wrong_key_does_not(cls):
     assert recovered > 40 and recovered > wrong + 10 and recovered > _psnr(anonymised, images) + 10
 
 
+def test_the_flip_variant_applies_the_keyed_reflection():
+    images, keys = _faces(4), _keys(4, 6)
+    plain = _toy(KeyedDDIM, key_mix=0.05).anonymize({"image": images}, keys)
+    flipped = _toy(KeyedDDIMFlip, key_mix=0.05).anonymize({"image": images}, keys)
+    assert (flipped - plain).abs().mean() > 1e-3  # same denoiser and key, another face
+
+
 def test_keys_of_the_wrong_shape_are_refused():
     with pytest.raises(ValueError, match="keys must be"):
         _toy().anonymize({"image": _faces(2)}, torch.zeros(2, 16))

@@ -10,6 +10,7 @@ face, unmixes the same noise and regenerates the original (``README.md``).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 from pathlib import Path
@@ -37,6 +38,20 @@ log = logging.getLogger(__name__)
 DENOISER_FIELDS = ("patch", "block_out_channels", "layers_per_block",
                    "norm_num_groups", "train_steps", "batch_size", "lr", "ema_decay",
                    "num_train_timesteps", "beta_schedule", "prediction_type")
+
+
+@functools.lru_cache(maxsize=None)
+def canonical_region(size: tuple[int, int], keep_eyes: bool) -> Tensor:
+    """``[1, 1, H, W]`` {0,1}: the region cut at the canonical landmarks of the aligned crop,
+    not the image's own (``recover`` receives only the image and the key, and must cut the same
+    region), so the same for every image of a size: computed once."""
+    return deid_mask(CANONICAL_LANDMARKS.expand(1, 5, 2), size, keep_eyes)
+
+
+@functools.lru_cache(maxsize=None)
+def canonical_modes(size: tuple[int, int], keep_eyes: bool, modes: int) -> Tensor:
+    """The low-frequency basis (:func:`region_modes`) of :func:`canonical_region`."""
+    return region_modes(canonical_region(size, keep_eyes)[0, 0] > 0, modes)
 
 
 class KeyedDDIM(FittedMethod):
@@ -108,18 +123,16 @@ class KeyedDDIM(FittedMethod):
 
     # -- inference -------------------------------------------------------------------------------
     def _region(self, images: Tensor) -> Tensor:
-        marks = CANONICAL_LANDMARKS.to(images.device).expand(len(images), 5, 2)
-        return deid_mask(marks, images.shape[-2:], self.cfg.keep_eyes)
+        size = tuple(images.shape[-2:])
+        return canonical_region(size, self.cfg.keep_eyes).to(images.device).expand(
+            len(images), -1, -1, -1)
 
-    def _reflect(self, latent: Tensor, flips: Tensor, mask: Tensor) -> Tensor:
-        """The key's reflection of the latent's low-frequency patterns (``key_modes``); the
-        region is the same canonical one for every image, so its basis is computed once."""
-        region = mask[0, 0] > 0
-        cached = getattr(self, "_modes", None)
-        if cached is None or not torch.equal(cached[0], region):
-            self._modes = cached = (region, region_modes(region.cpu(), self.cfg.key_modes)
-                                    .to(latent.device))
-        return keyed_reflection(latent, flips, cached[1], region)
+    def _reflect(self, latent: Tensor, flips: Tensor) -> Tensor:
+        """The key's reflection of the latent's low-frequency patterns (``key_modes``)."""
+        size = tuple(latent.shape[-2:])
+        region = canonical_region(size, self.cfg.keep_eyes)[0, 0].to(latent.device) > 0
+        basis = canonical_modes(size, self.cfg.keep_eyes, self.cfg.key_modes).to(latent.device)
+        return keyed_reflection(latent, flips, basis, region)
 
     def _rekey(self, images: Tensor, keys: Tensor, sign: float) -> Tensor:
         """Invert the region of ``images``, mix (``sign`` +1) or unmix (-1) the keys' noise,
@@ -134,11 +147,11 @@ class KeyedDDIM(FittedMethod):
             modes = self.cfg.key_modes
             noise, flips = (d.to(x) for d in key_draws(k, x.shape[1:], modes))
             if modes and sign > 0:  # mix(R_k z); the inverse: R_k unmix(z')
-                latent = self._reflect(latent, flips, mask)
+                latent = self._reflect(latent, flips)
             rekey = mix_key if sign > 0 else unmix_key
             latent = rekey(latent, noise, mask, self.cfg.key_mix)
             if modes and sign < 0:
-                latent = self._reflect(latent, flips, mask)
+                latent = self._reflect(latent, flips)
             drawn = (process.regenerate(latent, context, mask) + 1) / 2
             return composite(x, drawn.clamp(0, 1), mask)
 
