@@ -62,6 +62,12 @@ class MedSemConfig(GANConfig):
     # (0, parrot 1, key_film) about 2 % at lower accuracy; v5 (0.25) keeps more of the signs
     # (medsem_deid/README.md)
     w_med_features: float = 0.25
+    # v7: share of the medical term scored on a random view of the painted eye band (crop
+    # shifted by up to a tenth of the eye distance, blurred, a little noise) instead of the exact
+    # crop: an expectation over transformations (Athalye et al., ICML 2018), so the generator
+    # cannot satisfy the frozen Enc_med with pixel-exact features that only it reads (v6 lost
+    # signs to the harness's classifier that Enc_med still read: README)
+    med_view_share: float = 0.5
     # the parrot adversary: a recogniser trained in the loop on the painted faces to name the
     # source's identity; the generator is pushed towards its uniform answer (0: off)
     w_parrot: float = 1.0

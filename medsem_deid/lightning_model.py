@@ -7,6 +7,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchvision.transforms.v2 import functional as TF
 
 from benchmark.api.inpainting import InpaintingGANModule, composite, deid_mask
 from benchmark.api.nn import CosFaceHead, occlude, random_shift
@@ -22,6 +23,14 @@ def _shift(images: Tensor) -> Tensor:
     """Up to 2 px of misalignment: the identity push-away must hold under it, which
     discourages pixel-exact adversarial noise."""
     return random_shift(images, 2)
+
+
+def _random_view(crop: Tensor) -> Tensor:
+    """One random view of an eye-band crop for the medical term: a Gaussian blur of sigma up to
+    1.6 crop pixels (about 0.8 face pixels) and a little noise."""
+    sigma = float(torch.empty(()).uniform_(0.05, 1.6))
+    crop = TF.gaussian_blur(crop, [5, 5], [sigma, sigma])
+    return crop + 0.02 * torch.randn_like(crop)
 
 
 class MedicalSemanticsModule(L.LightningModule):
@@ -145,11 +154,16 @@ class MedSemGANModule(InpaintingGANModule):
         }
         enc_med = self.generator.enc_med
         if enc_med is not None:
-            predicted = enc_med(periocular_crop(fake, landmarks))
             with torch.no_grad():
                 reference = enc_med(periocular_crop(x, landmarks))
-            terms["medical"] = (cfg.w_medical, losses.medical_consistency(
-                predicted, reference, cfg.w_med_features))
+            exact = losses.medical_consistency(enc_med(periocular_crop(fake, landmarks)),
+                                               reference, cfg.w_med_features)
+            medical = exact
+            if cfg.med_view_share:  # the same diagnosis must survive a shift, blur and noise
+                view = _random_view(periocular_crop(fake, landmarks, jitter=0.1))
+                medical = (1 - cfg.med_view_share) * exact + cfg.med_view_share * \
+                    losses.medical_consistency(enc_med(view), reference, cfg.w_med_features)
+            terms["medical"] = (cfg.w_medical, medical)
         if self.parrot is not None:  # the parrot's weights are stepped only by the critic's step
             emb_parrot, _ = self.parrot(_shift(fake))
             terms["parrot"] = (cfg.w_parrot,

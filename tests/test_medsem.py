@@ -197,6 +197,27 @@ def test_enc_med_stays_frozen_while_the_generator_trains(w_parrot):
                    for k, v in module.parrot.state_dict().items())
 
 
+
+def test_the_medical_term_scores_a_random_view_of_the_eye_band():
+    """With ``med_view_share`` the term also scores a shifted, blurred, noisy crop: it then
+    varies with the draw (share 0 is the exact crop, the same for every draw)."""
+    enc_med = MedicalSemanticsEncoder(3, 2, width=8, channels=8)
+    batch = next(iter(DataLoader(_FakeSplit(8, 4, 0), batch_size=8)))
+
+    def medical(share, seed):
+        torch.manual_seed(0)
+        generator = MedSemGenerator(enc_med, z_dim=8, code_dim=8, width=8, cond_channels=4)
+        module = MedSemGANModule(generator, Critic(4, 8), IdentityEmbedder(8, 8),
+                                 make_config(**TINY, w_parrot=0.0, med_view_share=share),
+                                 torch.arange(4))
+        fake = batch["image"].flip(-1)
+        torch.manual_seed(seed)
+        return module.extra_terms(batch, fake, module.train_codes(batch))["medical"][1]
+
+    assert torch.equal(medical(0.0, 1), medical(0.0, 2))
+    assert not torch.equal(medical(1.0, 1), medical(1.0, 2))
+    assert not torch.equal(medical(1.0, 1), medical(0.0, 1))
+
 # -- the method ---------------------------------------------------------------------------------
 def test_anonymize_is_8bit_reproducible_per_key_and_checks_key_length(fitted):
     x, keys = _toy_faces(4, 4, 7)["image"], _keys(4, 3)
