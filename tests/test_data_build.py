@@ -3,8 +3,11 @@ layout, and the filters reject a planted copy of a source face and an implausibl
 from __future__ import annotations
 
 import json
+import runpy
+import sys
 import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -148,3 +151,20 @@ def test_the_periocular_loss_weight_keeps_the_loss_scale_and_favours_the_eyes():
     assert float(weight.mean()) == pytest.approx(1.0)
     assert float(weight.max() / weight.min()) == pytest.approx(11.0)
     assert float(weight[..., 6, 5]) > float(weight[..., 14, 8])  # an eye cell over the chin
+
+
+def test_the_ceiling_script_judges_the_builds_own_cached_networks(built, tiny_mema, capsys, monkeypatch):
+    """``benchmarks/build_ceiling.py`` finds the autoencoder and judges a build trained (same
+    cache names: it trains nothing new) and scores real photos and their round trip."""
+    out, record, cache = built
+    before = sorted(p.name for p in cache.glob("*/*"))
+    script = Path(__file__).parents[1] / "benchmarks" / "build_ceiling.py"
+    monkeypatch.setattr(sys, "argv", ["build_ceiling.py", "--source", str(tiny_mema), "--cache", str(cache),
+                                      "--profile", "toy", "--built", str(out)])
+    runpy.run_path(str(script), run_name="__main__")
+    printed = capsys.readouterr().out
+    assert sorted(p.name for p in cache.glob("*/*")) == before
+    rows = json.loads(printed.strip().splitlines()[-1])
+    assert set(rows) == {"real val photos", "autoencoder round trip"}
+    assert all(0 <= r[k] <= 1 for r in rows.values() for k in ("plausible", "top1"))
+    assert f"{1 - record['rejection_rate']['implausible']:.3f}" in printed
