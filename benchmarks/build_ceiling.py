@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from data.builder import get_profile
 from data.builder.autoencoder import train_autoencoder
 from data.builder.build import source_training_set
 from data.builder.filters import fit_judges
+from data.builder.profiles import AutoencoderConfig
 from data.layout import dataset_fingerprint, read_metadata
 from data.mema import MeMaDataset
 from data.paths import cache_root
@@ -43,12 +44,16 @@ def judged(judges, faces: torch.Tensor, table) -> dict:
 
 
 def overrides(pairs: list[str]) -> dict:
+    """``FIELD=VALUE`` pairs (values in JSON) for the profile's ``AutoencoderConfig``."""
+    known = {f.name for f in fields(AutoencoderConfig)}
     out = {}
     for pair in pairs:
         field, _, value = pair.partition("=")
-        if not value:
-            raise SystemExit(f"--autoencoder expects FIELD=VALUE, got {pair!r}")
+        if not value or field not in known:
+            raise SystemExit(f"--autoencoder expects FIELD=VALUE with FIELD one of {sorted(known)}, got {pair!r}")
         out[field] = json.loads(value)
+        if isinstance(out[field], list):
+            out[field] = tuple(out[field])
     return out
 
 
@@ -61,9 +66,9 @@ def main() -> None:
     parser.add_argument("--built", type=Path, help="a built set: its generated faces' pass rate")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    source = args.source or ensure_mema_synth()
     profile = get_profile(args.profile)
     profile = replace(profile, autoencoder=replace(profile.autoencoder, **overrides(args.autoencoder)))
+    source = args.source or ensure_mema_synth()
     fingerprint = dataset_fingerprint(source)
     cache = Path(args.cache or cache_root() / "builder") / fingerprint
     size = profile.image_size

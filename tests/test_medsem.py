@@ -197,7 +197,6 @@ def test_enc_med_stays_frozen_while_the_generator_trains(w_parrot):
                    for k, v in module.parrot.state_dict().items())
 
 
-
 def test_the_medical_term_scores_a_random_view_of_the_eye_band():
     """With ``med_view_share`` the term also scores a shifted, blurred, noisy crop: it then
     varies with the draw (share 0 is the exact crop, the same for every draw)."""
@@ -217,6 +216,7 @@ def test_the_medical_term_scores_a_random_view_of_the_eye_band():
     assert torch.equal(medical(0.0, 1), medical(0.0, 2))
     assert not torch.equal(medical(1.0, 1), medical(1.0, 2))
     assert not torch.equal(medical(1.0, 1), medical(0.0, 1))
+
 
 # -- the method ---------------------------------------------------------------------------------
 def test_anonymize_is_8bit_reproducible_per_key_and_checks_key_length(fitted):
