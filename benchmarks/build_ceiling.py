@@ -23,7 +23,7 @@ import torch
 
 from data import ensure_mema_synth
 from data.builder import get_profile
-from data.builder.autoencoder import train_autoencoder
+from data.builder.autoencoder import train_autoencoder, with_empty_mask
 from data.builder.build import source_training_set
 from data.builder.filters import fit_judges
 from data.builder.profiles import AutoencoderConfig
@@ -35,9 +35,9 @@ from data.paths import cache_root
 def judged(judges, faces: torch.Tensor, table) -> dict:
     """Share of ``faces`` (``[0,1]``) passing the plausibility threshold, and top-1 agreement."""
     labels = list(table["label"])
-    scores = judges.plausibility(faces, labels, list(table["signs"]))
-    with torch.no_grad():
-        top = judges.classifier(faces)[:, :len(judges.classes)].argmax(1).numpy()
+    logits = judges.logits(faces)
+    scores = judges.plausibility(faces, labels, list(table["signs"]), logits)
+    top = logits[:, :len(judges.classes)].argmax(1).numpy()
     wanted = np.array([judges.classes.index(label) for label in labels])
     return {"plausible": float((scores >= judges.plausibility_threshold).float().mean()),
             "top1": float((top == wanted).mean())}
@@ -73,15 +73,14 @@ def main() -> None:
     cache = Path(args.cache or cache_root() / "builder") / fingerprint
     size = profile.image_size
     x, _, _ = source_training_set(source, size)
-    judges = fit_judges(source, size, profile.filters, cache / f"judges-{profile.judges_digest(fingerprint)}")
+    judges = fit_judges(source, size, profile.filters, profile.stage_directory(cache, fingerprint, "judges"))
     autoencoder, _ = train_autoencoder(x, profile.autoencoder,
-                                       cache / f"autoencoder-{profile.autoencoder_digest(fingerprint)}",
+                                       profile.stage_directory(cache, fingerprint, "autoencoder"),
                                        {"accelerator": "cpu"})
     val = MeMaDataset(source, "val", size)
     table = read_metadata(source)[0].loc[val.rows].reset_index(drop=True)
     real = val.images.float() / 127.5 - 1
-    padded = torch.cat([real, -torch.ones(len(real), x.shape[1] - 3, size, size)], 1)  # no mask
-    round_trip = autoencoder.decode(autoencoder.encode(padded))[:, :3]
+    round_trip = autoencoder.decode(autoencoder.encode(with_empty_mask(real, x.shape[1])))[:, :3]
     rows = {"real val photos": judged(judges, (real + 1) / 2, table),
             "autoencoder round trip": judged(judges, (round_trip + 1) / 2, table)}
     print(f"judge: source-trained classifier, plausibility threshold {judges.plausibility_threshold:.3f}; "

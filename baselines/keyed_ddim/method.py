@@ -49,9 +49,11 @@ def canonical_region(size: tuple[int, int], keep_eyes: bool) -> Tensor:
 
 
 @functools.lru_cache(maxsize=None)
-def canonical_modes(size: tuple[int, int], keep_eyes: bool, modes: int) -> Tensor:
-    """The low-frequency basis (:func:`region_modes`) of :func:`canonical_region`."""
-    return region_modes(canonical_region(size, keep_eyes)[0, 0] > 0, modes)
+def canonical_modes(size: tuple[int, int], keep_eyes: bool, modes: int) -> tuple[Tensor, Tensor]:
+    """The cells of :func:`canonical_region` (``[H, W]`` bool) and their low-frequency basis
+    (:func:`region_modes`)."""
+    region = canonical_region(size, keep_eyes)[0, 0] > 0
+    return region, region_modes(region, modes)
 
 
 class KeyedDDIM(FittedMethod):
@@ -129,9 +131,8 @@ class KeyedDDIM(FittedMethod):
 
     def _reflect(self, latent: Tensor, flips: Tensor) -> Tensor:
         """The key's reflection of the latent's low-frequency patterns (``key_modes``)."""
-        size = tuple(latent.shape[-2:])
-        region = canonical_region(size, self.cfg.keep_eyes)[0, 0].to(latent.device) > 0
-        basis = canonical_modes(size, self.cfg.keep_eyes, self.cfg.key_modes).to(latent.device)
+        region, basis = (t.to(latent.device) for t in canonical_modes(
+            tuple(latent.shape[-2:]), self.cfg.keep_eyes, self.cfg.key_modes))
         return keyed_reflection(latent, flips, basis, region)
 
     def _rekey(self, images: Tensor, keys: Tensor, sign: float) -> Tensor:

@@ -115,6 +115,13 @@ def train_autoencoder(images: Tensor, config: AutoencoderConfig, directory: Path
     return autoencoder.eval(), sha
 
 
+def with_empty_mask(images: Tensor, channels: int) -> Tensor:
+    """RGB ``images`` in ``[-1, 1]`` padded with empty mask channels (-1) up to ``channels``,
+    the autoencoder's input when it also encodes lesion masks."""
+    empty = -torch.ones(len(images), channels - images.shape[1], *images.shape[2:])
+    return torch.cat([images, empty.to(images)], 1)
+
+
 @torch.no_grad()
 def reconstruction_psnr(autoencoder: LatentAutoencoder, images: Tensor) -> float:
     """Mean PSNR (dB, on ``[0, 1]`` RGB) of encoding and decoding ``images`` in ``[-1, 1]``."""

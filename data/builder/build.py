@@ -26,7 +26,7 @@ from ..mema import MeMaDataset
 from ..paths import cache_root
 from ..synthetic.generator import split_identities
 from .conditions import ConditionSpace, sampling_plan
-from .autoencoder import reconstruction_psnr, train_autoencoder
+from .autoencoder import reconstruction_psnr, train_autoencoder, with_empty_mask
 from .diffusion import identity_latents, sample, train_generator
 from .filters import Judges, fit_judges
 from .profiles import BuildProfile
@@ -94,17 +94,17 @@ def build(source: str | Path, out: str | Path, profile: BuildProfile, seed: int 
     trainer_kwargs = {"enable_progress_bar": verbose, **(trainer_kwargs or {})}
     with phase(times, "autoencoder", verbose):
         autoencoder, autoencoder_sha = train_autoencoder(
-            x, profile.autoencoder, cache / f"autoencoder-{profile.autoencoder_digest(fingerprint)}", trainer_kwargs)
-        held_out = MeMaDataset(source, "val", profile.image_size).images.float() / 127.5 - 1
+            x, profile.autoencoder, profile.stage_directory(cache, fingerprint, "autoencoder"), trainer_kwargs)
         # an empty mask channel where the autoencoder has one: the PSNR is measured on RGB
-        held_out = torch.cat([held_out, -torch.ones(len(held_out), x.shape[1] - 3, *held_out.shape[2:])], 1)
+        held_out = with_empty_mask(MeMaDataset(source, "val", profile.image_size).images.float() / 127.5 - 1,
+                                   x.shape[1])
         psnr = {"train": reconstruction_psnr(autoencoder, x), "val": reconstruction_psnr(autoencoder, held_out)}
     with phase(times, "generator", verbose):
         denoiser, weights_sha = train_generator(
             autoencoder.encode(x), conditions, gen,
-            cache / f"generator-{profile.generator_digest(fingerprint)}", trainer_kwargs)
+            profile.stage_directory(cache, fingerprint, "generator"), trainer_kwargs)
     with phase(times, "judges", verbose):
-        judges = fit_judges(source, profile.image_size, flt, cache / f"judges-{profile.judges_digest(fingerprint)}")
+        judges = fit_judges(source, profile.image_size, flt, profile.stage_directory(cache, fingerprint, "judges"))
     with phase(times, "sampling", verbose):
         plan = sampling_plan(table, space, smp.per_condition, smp.images_per_identity,
                              np.random.default_rng([seed, 1]))

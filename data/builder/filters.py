@@ -67,9 +67,16 @@ class Judges:
         return similarity, rmse / flat.shape[1] ** 0.5
 
     @torch.no_grad()
-    def plausibility(self, images: Tensor, labels: list[str], signs: list[str]) -> Tensor:
-        """min(p(intended label), p(each intended sign)) per image."""
-        logits = torch.cat([self.classifier(chunk) for chunk in images.split(256)])
+    def logits(self, images: Tensor) -> Tensor:
+        """The classifier's ``[N, classes + signs]`` logits."""
+        return torch.cat([self.classifier(chunk) for chunk in images.split(256)])
+
+    @torch.no_grad()
+    def plausibility(self, images: Tensor, labels: list[str], signs: list[str],
+                     logits: Tensor | None = None) -> Tensor:
+        """min(p(intended label), p(each intended sign)) per image (``logits``: the
+        classifier's on ``images``, when already computed)."""
+        logits = self.logits(images) if logits is None else logits
         c = len(self.classes)
         p_label, p_sign = logits[:, :c].softmax(1), logits[:, c:].sigmoid()
         scores = torch.empty(len(images))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 #: bump when builder code changes what a cached autoencoder, generator or judge means
 BUILDER_CODE_VERSION = 2
@@ -153,6 +154,13 @@ class BuildProfile:
         """Short hash naming the cached judges (classifier, recogniser, thresholds)."""
         return _digest({"version": BUILDER_CODE_VERSION, "source": fingerprint,
                         "size": self.image_size, "filters": asdict(self.filters)})
+
+    def stage_directory(self, cache: Path, fingerprint: str, stage: str) -> Path:
+        """Where ``stage`` ("autoencoder", "generator" or "judges") of a build from the source
+        ``fingerprint`` is cached under ``cache`` (the builder cache's per-source folder)."""
+        digests = {"autoencoder": self.autoencoder_digest, "generator": self.generator_digest,
+                   "judges": self.judges_digest}
+        return Path(cache) / f"{stage}-{digests[stage](fingerprint)}"
 
 
 def _digest(payload: dict) -> str:
