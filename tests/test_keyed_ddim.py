@@ -17,7 +17,7 @@ from baselines.keyed_ddim.method import (KeyedDDIM, KeyedDDIMFlip, KeyedDDIMFlip
                                          KeyedDDIMKeepEyes)
 from baselines.keyed_ddim.torch_model import (InpaintingDenoiser, KeyedDDIMProcess, key_draws,
                                               keyed_reflection, mix_key, region_modes,
-                                              unmix_key)
+                                              soft_clip, soft_unclip, unmix_key)
 from data.regions import CANONICAL_LANDMARKS
 
 from tests.toy_images import (SIZE, png_round as _png, psnr as _psnr, random_keys,
@@ -121,6 +121,28 @@ def test_same_key_reproducible_right_key_recovers_wrong_key_does_not(cls):
     recovered = _psnr(method.recover(_png(anonymised), keys), images)
     wrong = _psnr(method.recover(_png(anonymised), _keys(6, 5)), images)
     assert recovered > 40 and recovered > wrong + 10 and recovered > _psnr(anonymised, images) + 10
+
+
+def test_soft_clip_is_the_identity_inside_and_survives_8_bit_rounding_where_a_clamp_does_not():
+    values = torch.linspace(-0.2, 1.2, 1401)
+    clipped = soft_clip(values, 0.2)
+    assert 0 < clipped.min() and clipped.max() < 1  # a file can hold it
+    inside = (values >= 0.2) & (values <= 0.8)
+    assert torch.equal(clipped[inside], values[inside])
+    assert (soft_unclip(_png(clipped), 0.2) - values).abs().max() < 0.03  # a tenth of the clamp's
+    assert (_png(soft_clip(values, 0.0)) - values).abs().max() > 0.19  # the clamp loses 0.2
+    assert torch.equal(soft_unclip(values, 0.0), values)
+
+
+def test_the_soft_clip_recovers_faces_drawn_out_of_range():
+    images, keys = _faces(6), _keys(6, 3)
+    psnr = {}
+    for margin in (0.0, 0.2):
+        method = _toy(key_mix=0.8, clip_margin=margin)  # a strong mix: out of [0, 1]
+        anonymised = method.anonymize({"image": images}, keys)
+        assert 0 <= anonymised.min() and anonymised.max() <= 1
+        psnr[margin] = _psnr(method.recover(_png(anonymised), keys), images)
+    assert psnr[0.2] > psnr[0.0] + 5
 
 
 def test_the_flip_variant_applies_the_keyed_reflection():

@@ -37,13 +37,17 @@ class KeyedDDIMConfig(MethodConfig):
     # -- keyed DDIM -----------------------------------------------------------------------------
     ddim_steps: int = 8  # the DDIM schedule (trailing spacing over the training timesteps)
     depth: int = 5  # how many of its steps the face is inverted: down to timestep ~ depth/steps*T
-    corrector_steps: int = 2  # fixed-point iterations per inversion step (exact inversion)
+    corrector_steps: int = 3  # fixed-point iterations per inversion step (exact inversion)
     key_mix: float = 0.7  # share s of key noise in the latent: z' = sqrt(1 - s^2) z + s n_key
     #: low-frequency patterns of the region whose sign the key flips in the latent before the
     #: mix (0: off, the paper's additive perturbation only); a wrong key leaves the face's
     #: layout in the latent without it (README.md)
     key_modes: int = 0
-
+    #: the regenerated face enters [0, 1] through an invertible soft clip, the identity on
+    #: [m, 1 - m] (``torch_model.soft_clip``) that ``recover`` undoes: the noisy regeneration
+    #: draws about 1 % of its pixels out of range, and a hard clamp lost them (README.md);
+    #: 0: the hard clamp
+    clip_margin: float = 0.2
 
     def generator(self) -> GeneratorConfig:
         """The builder's denoiser settings (``data.builder``) for this denoiser."""

@@ -28,7 +28,7 @@ from data.regions import CANONICAL_LANDMARKS
 from .config import FLIP_PROFILES, PROFILES, KeyedDDIMConfig
 from .lightning_model import KeyedDDIMModule, masked_face
 from .torch_model import (InpaintingDenoiser, KeyedDDIMProcess, key_draws, keyed_reflection,
-                          mix_key, region_modes, unmix_key)
+                          mix_key, region_modes, soft_clip, soft_unclip, unmix_key)
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,9 @@ class KeyedDDIM(FittedMethod):
 
         def chunk(x: Tensor, k: Tensor) -> Tensor:
             mask = self._region(x)
-            face, context = masked_face(x, mask)
+            # a de-identified region went through the soft clip: undo it before inverting
+            face = composite(x, soft_unclip(x, self.cfg.clip_margin), mask) if sign < 0 else x
+            face, context = masked_face(face, mask)
             process = KeyedDDIMProcess(self.denoiser, self.cfg)
             latent = process.invert(face, context, mask)
             modes = self.cfg.key_modes
@@ -154,7 +156,9 @@ class KeyedDDIM(FittedMethod):
             if modes and sign < 0:
                 latent = self._reflect(latent, flips)
             drawn = (process.regenerate(latent, context, mask) + 1) / 2
-            return composite(x, drawn.clamp(0, 1), mask)
+            # a recovered face is an original (in [0, 1]); a de-identified one is soft-clipped
+            drawn = soft_clip(drawn, self.cfg.clip_margin) if sign > 0 else drawn.clamp(0, 1)
+            return composite(x, drawn, mask)
 
         return self.run_chunked(chunk, images, keys)
 

@@ -147,6 +147,31 @@ def keyed_reflection(latent: Tensor, flips: Tensor, basis: Tensor, region: Tenso
     return out.view_as(latent)
 
 
+def soft_clip(image: Tensor, margin: float) -> Tensor:
+    """Values into (0, 1) invertibly: the identity on ``[margin, 1 - margin]``, a ``tanh`` knee
+    beyond it (continuous slope 1 at the knee), so a pixel drawn out of range keeps what it
+    was, up to rounding; ``margin`` 0 is the hard clamp, which loses it."""
+    if margin == 0:
+        return image.clamp(0, 1)
+    high, low = 1 - margin, margin
+    return torch.where(image > high, high + margin * torch.tanh((image - high) / margin),
+                       torch.where(image < low, low - margin * torch.tanh((low - image) / margin),
+                                   image))
+
+
+def soft_unclip(image: Tensor, margin: float, cap: float = 0.999) -> Tensor:
+    """The inverse of :func:`soft_clip` (the identity for ``margin`` 0). An 8-bit file can
+    round a knee value to 0 or 1, where the inverse is infinite: the knee is read at most
+    ``cap`` of the way out (``atanh(0.999)`` = 3.8 margins beyond the range)."""
+    if margin == 0:
+        return image
+    high, low = 1 - margin, margin
+    above = torch.atanh(((image - high) / margin).clamp(0, cap))
+    below = torch.atanh(((low - image) / margin).clamp(0, cap))
+    return torch.where(image > high, high + margin * above,
+                       torch.where(image < low, low - margin * below, image))
+
+
 def mix_key(latent: Tensor, noise: Tensor, mask: Tensor, share: float) -> Tensor:
     """``sqrt(1 - s^2) z + s n`` inside ``mask``: the latent stays standard-normal-like (a
     variance-preserving mix), so the regeneration sees what it was trained on."""
