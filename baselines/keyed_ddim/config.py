@@ -1,7 +1,7 @@
 """Hyper-parameters of the keyed DDIM anonymiser, one preset per profile.
 
 ``toy`` trains a few steps with a narrow UNet (tests, the CI pipeline); ``quick`` trains the
-denoiser in CPU minutes at 64 px and samples with a 10-step DDIM schedule; ``full`` is the GPU
+denoiser in CPU minutes at 64 px and samples with an 8-step DDIM schedule; ``full`` is the GPU
 preset. Every field is part of :meth:`KeyedDDIM.config`, hence of the harness's cache key.
 """
 from __future__ import annotations
