@@ -148,7 +148,7 @@ def keyed_reflection(latent: Tensor, flips: Tensor, basis: Tensor, region: Tenso
 
 
 def soft_clip(image: Tensor, margin: float) -> Tensor:
-    """Values into (0, 1) invertibly: the identity on ``[margin, 1 - margin]``, a ``tanh`` knee
+    """Values into [0, 1] invertibly: the identity on ``[margin, 1 - margin]``, a ``tanh`` knee
     beyond it (continuous slope 1 at the knee), so a pixel drawn out of range keeps what it
     was, up to rounding; ``margin`` 0 is the hard clamp, which loses it."""
     if margin == 0:
