@@ -66,7 +66,7 @@ PROFILES = {
     "quick": KeyedDDIMConfig(),
     "full": KeyedDDIMConfig(patch=2, block_out_channels=(64, 128, 256), layers_per_block=2,
                             norm_num_groups=32, train_steps=60_000, batch_size=64, lr=2e-4,
-                            ema_decay=0.9995, ddim_steps=20, depth=10, corrector_steps=3),
+                            ema_decay=0.9995, ddim_steps=20, depth=10),
 }
 
 

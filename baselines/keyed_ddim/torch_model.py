@@ -149,14 +149,13 @@ def keyed_reflection(latent: Tensor, flips: Tensor, basis: Tensor, region: Tenso
 
 def soft_clip(image: Tensor, margin: float) -> Tensor:
     """Values into [0, 1] invertibly: the identity on ``[margin, 1 - margin]``, a ``tanh`` knee
-    beyond it (continuous slope 1 at the knee), so a pixel drawn out of range keeps what it
-    was, up to rounding; ``margin`` 0 is the hard clamp, which loses it."""
+    beyond it on either side (continuous slope 1 at the knee), so a pixel drawn out of range
+    keeps what it was, up to rounding; ``margin`` 0 is the hard clamp, which loses it."""
     if margin == 0:
         return image.clamp(0, 1)
-    high, low = 1 - margin, margin
-    return torch.where(image > high, high + margin * torch.tanh((image - high) / margin),
-                       torch.where(image < low, low - margin * torch.tanh((low - image) / margin),
-                                   image))
+    centred = image - 0.5
+    excess = (centred.abs() - (0.5 - margin)).clamp(min=0)  # beyond the knee, either side
+    return image - centred.sign() * (excess - margin * torch.tanh(excess / margin))
 
 
 def soft_unclip(image: Tensor, margin: float, cap: float = 0.999) -> Tensor:
@@ -165,11 +164,10 @@ def soft_unclip(image: Tensor, margin: float, cap: float = 0.999) -> Tensor:
     ``cap`` of the way out (``atanh(0.999)`` = 3.8 margins beyond the range)."""
     if margin == 0:
         return image
-    high, low = 1 - margin, margin
-    above = torch.atanh(((image - high) / margin).clamp(0, cap))
-    below = torch.atanh(((low - image) / margin).clamp(0, cap))
-    return torch.where(image > high, high + margin * above,
-                       torch.where(image < low, low - margin * below, image))
+    centred = image - 0.5
+    excess = (centred.abs() - (0.5 - margin)).clamp(min=0)
+    return image + centred.sign() * (margin * torch.atanh((excess / margin).clamp(max=cap))
+                                     - excess)
 
 
 def mix_key(latent: Tensor, noise: Tensor, mask: Tensor, share: float) -> Tensor:
