@@ -44,7 +44,7 @@ def _toy(cls=KeyedDDIM, **options) -> KeyedDDIM:
     return method
 
 
-@pytest.mark.parametrize("corrector_steps", [0, 4])
+@pytest.mark.parametrize("corrector_steps", [(0,), (4,)])
 def test_fixed_point_inversion_is_exact_where_plain_ddim_inversion_is_not(corrector_steps):
     torch.manual_seed(1)
     cfg = make_config("toy", corrector_steps=corrector_steps, prediction_type="epsilon")
@@ -56,10 +56,15 @@ def test_fixed_point_inversion_is_exact_where_plain_ddim_inversion_is_not(correc
     with torch.no_grad():
         error = (process.regenerate(process.invert(face, context, mask), context, mask)
                  - face).abs().max()
-    if corrector_steps == 0:
+    if corrector_steps == (0,):
         assert error > 0.1  # plain DDIM inversion: the noise estimate of the wrong point
     else:
         assert error < 2e-3
+
+
+def test_corrections_are_per_inversion_step_and_the_last_entry_holds_deeper():
+    assert [make_config("toy", corrector_steps=(5, 2)).corrections(i) for i in range(4)] == \
+        [5, 2, 2, 2]
 
 
 def test_key_draws_are_the_keys_and_unmix_undoes_mix():

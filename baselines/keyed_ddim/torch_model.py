@@ -53,7 +53,7 @@ class KeyedDDIMProcess:
 
     Inversion solves each step exactly (in the limit): the up-step ``x_t = step(x_s, eps(x_t))``
     needs the noise estimate at the unknown ``x_t``; plain DDIM inversion uses the one at
-    ``x_s`` instead, whose error the regeneration does not undo. ``cfg.corrector_steps``
+    ``x_s`` instead, whose error the regeneration does not undo. ``cfg.corrections(i)``
     fixed-point iterations re-evaluate it at the current ``x_t`` estimate (as in exact DDIM
     inversion by fixed points, Pan et al. 2023; Hong et al. 2024)."""
 
@@ -86,7 +86,7 @@ class KeyedDDIMProcess:
             a_from, a_to = self.levels[i], self.levels[i + 1]
             if eps is None:  # later steps start from the previous step's estimate
                 eps = self._eps(x, t, context, mask)
-            for _ in range(self.cfg.corrector_steps):
+            for _ in range(self.cfg.corrections(i)):
                 eps = self._eps(ddim_step(x, eps, a_from, a_to), t, context, mask)
             x = ddim_step(x, eps, a_from, a_to)
         return x
