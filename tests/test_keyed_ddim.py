@@ -65,6 +65,7 @@ def test_fixed_point_inversion_is_exact_where_plain_ddim_inversion_is_not(correc
 def test_corrections_are_per_inversion_step_and_the_last_entry_holds_deeper():
     assert [make_config("toy", corrector_steps=(5, 2)).corrections(i) for i in range(4)] == \
         [5, 2, 2, 2]
+    assert [make_config("toy", corrector_steps=3).corrections(i) for i in range(3)] == [3, 3, 3]
 
 
 def test_key_draws_are_the_keys_and_unmix_undoes_mix():

@@ -38,9 +38,9 @@ class KeyedDDIMConfig(MethodConfig):
     ddim_steps: int = 8  # the DDIM schedule (trailing spacing over the training timesteps)
     depth: int = 5  # how many of its steps the face is inverted: down to timestep ~ depth/steps*T
     #: fixed-point iterations per inversion step (exact inversion), least noisy step first; the
-    #: last entry holds for the deeper steps. The least noisy step's error is the one the
-    #: regeneration amplifies most: (5, 1) recovers more than 3 everywhere, with 15 network
-    #: evaluations a face instead of 21 (README.md)
+    #: last entry holds for the deeper steps (one number, e.g. from ``--sweep``, for all). The
+    #: least noisy step's error is the one the regeneration amplifies most: (5, 1) recovers
+    #: more than 3 everywhere, with 15 network evaluations a face instead of 21 (README.md)
     corrector_steps: tuple[int, ...] = (5, 1)
     key_mix: float = 0.7  # share s of key noise in the latent: z' = sqrt(1 - s^2) z + s n_key
     #: low-frequency patterns of the region whose sign the key flips in the latent before the

@@ -27,14 +27,19 @@ class MethodConfig:
 
     def replace(self, **changes) -> "MethodConfig":
         """A copy with ``changes``; unknown names are refused, and a list (from a command line
-        or a JSON config) given for a tuple field becomes a tuple."""
+        or a JSON config) given for a tuple field becomes a tuple, a single number (a
+        ``--sweep`` value) a tuple of one."""
         fields = {f.name: f for f in dataclasses.fields(self)}
         unknown = set(changes) - set(fields)
         if unknown:
             raise TypeError(f"unknown option(s) {sorted(unknown)} for {type(self).__name__}")
-        changes = {k: tuple(v) if isinstance(getattr(self, k), tuple) else v
+        changes = {k: _as_tuple(v) if isinstance(getattr(self, k), tuple) else v
                    for k, v in changes.items()}
         return dataclasses.replace(self, **changes)
+
+
+def _as_tuple(value: Any) -> tuple:
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
 
 
 def preset(presets: dict[str, MethodConfig], profile: str, **options) -> MethodConfig:
