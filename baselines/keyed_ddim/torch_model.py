@@ -153,9 +153,8 @@ def soft_clip(image: Tensor, margin: float) -> Tensor:
     keeps what it was, up to rounding; ``margin`` 0 is the hard clamp, which loses it."""
     if margin == 0:
         return image.clamp(0, 1)
-    centred = image - 0.5
-    excess = (centred.abs() - (0.5 - margin)).clamp(min=0)  # beyond the knee, either side
-    return image - centred.sign() * (excess - margin * torch.tanh(excess / margin))
+    side, excess = _beyond_knee(image, margin)
+    return image - side * (excess - margin * torch.tanh(excess / margin))
 
 
 def soft_unclip(image: Tensor, margin: float, cap: float = 0.999) -> Tensor:
@@ -164,10 +163,15 @@ def soft_unclip(image: Tensor, margin: float, cap: float = 0.999) -> Tensor:
     ``cap`` of the way out (``atanh(0.999)`` = 3.8 margins beyond the range)."""
     if margin == 0:
         return image
+    side, excess = _beyond_knee(image, margin)
+    return image + side * (margin * torch.atanh((excess / margin).clamp(max=cap)) - excess)
+
+
+def _beyond_knee(image: Tensor, margin: float) -> tuple[Tensor, Tensor]:
+    """Which side of 0.5 each value lies on (+1 / -1) and how far beyond the soft clip's knee
+    on that side (0 inside ``[margin, 1 - margin]``): the one measure both directions bend."""
     centred = image - 0.5
-    excess = (centred.abs() - (0.5 - margin)).clamp(min=0)
-    return image + centred.sign() * (margin * torch.atanh((excess / margin).clamp(max=cap))
-                                     - excess)
+    return centred.sign(), (centred.abs() - (0.5 - margin)).clamp(min=0)
 
 
 def mix_key(latent: Tensor, noise: Tensor, mask: Tensor, share: float) -> Tensor:
