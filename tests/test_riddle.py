@@ -114,7 +114,8 @@ def test_registered_by_module_path():
     assert isinstance(riddle, RiDDLE) and riddle.reversible and riddle.key_bits >= 64
 
 
-def test_keyed_flip_variant_is_registered_with_twice_the_flippable_channels():
+def test_keyed_flip_variant_is_registered_with_every_channel_flippable_by_its_own_bit():
     variant, plain = load_method("riddle_keyed_flip", profile="quick"), RiDDLE()
     assert variant.cfg.keyed_flip and not plain.cfg.keyed_flip
-    assert variant.cfg.flipped_channels == 2 * plain.cfg.flipped_channels <= variant.key_bits
+    assert variant.cfg.flipped_channels == variant.cfg.latent_channels == variant.key_bits == 96
+    assert plain.key_bits == 64

@@ -176,12 +176,13 @@ class RiDDLE(FittedMethod):
 
 
 class RiDDLEKeyedFlip(RiDDLE):
-    """RiDDLE whose password also picks which latent channels the involution flips (our
-    variant): a wrong password encrypts again instead of cancelling the encryption."""
+    """RiDDLE whose password also picks which latent channels the involution flips, one bit
+    a channel, among all of them (our variant): a wrong password encrypts again instead of
+    cancelling the encryption."""
 
     name = "riddle_keyed_flip"
-    description = ("RiDDLE with password-chosen flips (our variant): a wrong password encrypts "
-                   "again instead of decrypting")
+    description = ("RiDDLE with password-chosen flips of every latent channel (our variant, "
+                   "96-bit passwords): a wrong password encrypts again instead of decrypting")
     presets = KEYED_FLIP_PROFILES
 
 
