@@ -43,9 +43,9 @@ class KeyedDDIMConfig(MethodConfig):
     #: more than 3 everywhere, with 15 network evaluations a face instead of 21 (README.md)
     corrector_steps: tuple[int, ...] = (5, 1)
     #: share s of key noise in the latent, z' = sqrt(1 - s^2) z + s n_key: 0.8 spends the
-    #: recovery headroom of the corrections on the key (wrong key 6.3 -> 2.3 % on seed 0 of
-    #: the head, recovery -0.8 dB); the flip rows keep 0.7, where the flip already hides
-    #: the layout (README.md)
+    #: recovery headroom of the corrections on the key (the head's wrong key 4.8 -> 2.0 % over
+    #: three seeds, recovery -1 dB); the flip rows keep 0.7, where the flip already hides the
+    #: layout (README.md)
     key_mix: float = 0.8
     #: low-frequency patterns of the region whose sign the key flips in the latent before the
     #: mix (0: off, the paper's additive perturbation only); a wrong key leaves the face's

@@ -65,8 +65,8 @@ PROFILES = {
 
 #: ``riddle_keyed_flip``: the password picks the flipped channels among all of the latent's,
 #: one password bit a channel (so passwords of at least as many bits: 96 at 64 px), trained twice
-#: as long (6 epochs left 8 px mosaics). With half of the channels flippable a wrong password
-#: still re-identified 3-7 %; with all of them 1.9 % on seed 0 (README.md)
+#: as long (6 epochs left 8 px mosaics). A wrong password re-identifies 2.8 % over three seeds
+#: with all of them flippable, 4.6 % with half (README.md)
 KEYED_FLIP_PROFILES = {name: cfg.replace(keyed_flip=True, flipped_channels=cfg.latent_channels,
                                          key_bits=max(cfg.key_bits, cfg.latent_channels),
                                          epochs=2 * cfg.epochs)
