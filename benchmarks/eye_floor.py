@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([sys.executable, "-m", "benchmark.run", "--method",
                         f"benchmarks.eye_floor:{probe}", "--seed", str(args.seed),
                         "--profile", args.profile, "--attacks", args.attacks,
-                        "--output", args.output, "--quiet"], cwd=ROOT, check=True)
+                        "--output", str(Path(args.output).resolve()), "--quiet"],
+                       cwd=ROOT, check=True)  # the repository root: the worker imports the probe
     return 0
 
 

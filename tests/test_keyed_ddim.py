@@ -14,7 +14,7 @@ from benchmark.api.inpainting import deid_mask
 from baselines.keyed_ddim.config import make_config
 from baselines.keyed_ddim.lightning_model import masked_face
 from baselines.keyed_ddim.method import (KeyedDDIM, KeyedDDIMFlip, KeyedDDIMFlipKeepEyes,
-                                         KeyedDDIMKeepEyes)
+                                         KeyedDDIMKeepEyes, canonical_region)
 from baselines.keyed_ddim.torch_model import (InpaintingDenoiser, KeyedDDIMProcess, key_draws,
                                               keyed_reflection, mix_key, region_modes,
                                               soft_clip, soft_unclip, unmix_key)
@@ -213,3 +213,21 @@ def test_toy_fit_is_cached_and_new_sampling_settings_reuse_the_denoiser(tmp_path
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="different config"):
         resampled.load_state_dict(first.state_dict())
+
+
+def test_eye_floor_probes_swap_the_region_and_keep_the_eye_holes():
+    """``benchmarks/eye_floor.py``: another face of the batch fills the keyed DDIM region; with
+    eye holes, the source's periocular pixels stay."""
+    from benchmarks.eye_floor import EyeSwap, HeadSwap
+
+    images, size = torch.rand(4, 3, 64, 64), (64, 64)
+    head, ringed = (canonical_region(size, keep)[0, 0] > 0 for keep in (False, True))
+    holes = head & ~ringed  # the eye holes
+    other = images.roll(2, 0)  # half a batch away
+    swapped = EyeSwap().anonymize({"image": images}, None)
+    assert holes.any() and torch.equal(swapped[..., holes], images[..., holes])
+    assert torch.equal(swapped[..., ringed], other[..., ringed])
+    assert torch.equal(swapped[..., ~head], images[..., ~head])
+    control = HeadSwap().anonymize({"image": images}, None)
+    assert torch.equal(control[..., head], other[..., head])
+    assert torch.equal(control[..., ~head], images[..., ~head])
