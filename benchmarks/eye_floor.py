@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from benchmark.api import DeIdMethod
+from benchmark.api.inpainting import composite
 from baselines.keyed_ddim.method import canonical_region
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,10 +39,9 @@ class HeadSwap(DeIdMethod):
 
     def anonymize(self, batch: dict[str, Tensor], keys: Tensor | None) -> Tensor:
         image = batch["image"]
-        region = canonical_region(tuple(image.shape[-2:]), self.keep_eyes).to(image.device) > 0
+        region = canonical_region(tuple(image.shape[-2:]), self.keep_eyes).to(image.device)
         # half a batch away: another person (the test split holds a few photos per person)
-        other = torch.roll(image, len(image) // 2, 0)
-        return torch.where(region, other, image)
+        return composite(image, torch.roll(image, len(image) // 2, 0), region)
 
 
 class EyeSwap(HeadSwap):

@@ -181,8 +181,9 @@ class RiDDLEKeyedFlip(RiDDLE):
     cancelling the encryption."""
 
     name = "riddle_keyed_flip"
-    description = ("RiDDLE with password-chosen flips of every latent channel (our variant, "
-                   "96-bit passwords): a wrong password encrypts again instead of decrypting")
+    description = ("RiDDLE with password-chosen flips of every latent channel (our variant, a "
+                   "password bit a channel: 96 bits at 64 px): a wrong password encrypts again "
+                   "instead of decrypting")
     presets = KEYED_FLIP_PROFILES
 
 
